@@ -1,0 +1,227 @@
+"""The command line `mrimpute` (also `python -m MRImputationLib`): the single process contract.
+
+Exit codes: 0 done, 1 failed, 2 bad input (the message names the input and the fix), 130 cancelled.
+With `--progress json` every long command prints one JSON event per line (see progress.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import __version__
+from .cancellation import cancel_on_signals
+from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, Cancelled, InputError
+from .progress import Progress
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    if len(parts) != 3 or min(parts) < 8:
+        raise argparse.ArgumentTypeError(f"shape {text!r}: give three sizes of at least 8, e.g. 64,64,48")
+    return tuple(parts)
+
+
+def _contrast_list(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", choices=("bar", "json", "none"), default=None,
+                        help="progress as a bar (default on a terminal), JSON lines (for Slicer), or none")
+
+
+def cmd_phantom(args: argparse.Namespace, progress: Progress) -> dict:
+    from .phantom import PhantomConfig, write_phantom
+
+    config = PhantomConfig(shape=args.shape, contrasts=args.modalities, misalignment=args.misalignment,
+                           lesion=not args.no_lesion)
+    folders = write_phantom(Path(args.out), args.subjects, config, seed=args.seed,
+                            on_progress=progress.callback("phantom"))
+    progress.log(f"wrote {len(folders)} phantom subject(s) to {args.out}")
+    return {"out": str(args.out), "subjects": [str(f) for f in folders]}
+
+
+def cmd_preprocess(args: argparse.Namespace, progress: Progress) -> dict:
+    from .parallel_preprocessing import preprocess_folder
+    from .preprocessing import PreprocessConfig
+
+    config = PreprocessConfig(reference=args.reference, register=not args.no_register,
+                              registration_kind=args.registration, n4=not args.no_n4, qc=not args.no_qc)
+    manifest = preprocess_folder(args.input, args.out, config, jobs=args.jobs, progress=progress,
+                                 contrasts=args.modalities)
+    failed = [s for s in manifest["subjects"] if s["status"] != "ok"]
+    progress.log(f"preprocessed {len(manifest['subjects']) - len(failed)} of {len(manifest['subjects'])} "
+                 f"subject(s) into {args.out} (manifest: {Path(args.out) / 'manifest.json'})")
+    if failed:
+        names = ", ".join(s["subject"] for s in failed)
+        error = InputError if all(s.get("bad_input") for s in failed) else RuntimeError
+        raise error(f"{len(failed)} subject(s) failed ({names}); the others were written. "
+                    f"Details are in {Path(args.out) / 'manifest.json'}.")
+    return {"out": str(args.out), "subjects": len(manifest["subjects"])}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `mrimpute train` (also used by Slicer's headless training script)."""
+    parser.add_argument("data", help="a preprocessed folder (with manifest.json) or a raw folder of subjects")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, cache)")
+    parser.add_argument("--config", default="mmgan-faithful",
+                        help="preset (mmgan-faithful, seed-ixi, tiny) or a .json file of TrainConfig settings; "
+                             "ignored with --resume, which continues with the run's own config.json")
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
+    parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    parser.add_argument("--lr", type=float, help="override the preset's learning rate")
+    parser.add_argument("--image-size", type=int, help="network input size (a power of two)")
+    parser.add_argument("--steps-per-epoch", type=int, help="cap the steps of an epoch (bounded-time runs)")
+    parser.add_argument("--curriculum", help="mmgan, two-stage, none, or a .json file of stages")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--modalities", type=_contrast_list, default=None, help="contrasts (default: all shared)")
+    parser.add_argument("--split", type=Path, help="a split.json (train/val/test subject lists) to use")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel preprocessing of raw data")
+    _add_progress(parser)
+
+
+def cmd_train(args: argparse.Namespace, progress: Progress) -> dict:
+    from .training_pipeline import train_run
+
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                 "steps_per_epoch": args.steps_per_epoch, "curriculum": args.curriculum}
+    if args.image_size:
+        overrides["model_overrides"] = {"image_size": args.image_size}
+    return train_run(Path(args.data), Path(args.out), args.config, overrides, device=args.device, resume=args.resume,
+                     modalities=args.modalities, split_file=args.split, jobs=args.jobs, progress=progress)
+
+
+def cmd_evaluate(args: argparse.Namespace, progress: Progress) -> dict:
+    from .evaluation_pipeline import evaluate_model
+
+    return evaluate_model(Path(args.model), Path(args.data), Path(args.out), subjects=args.subjects,
+                          split_file=args.split, device=args.device, baseline=not args.no_baseline, progress=progress)
+
+
+def cmd_export(args: argparse.Namespace, progress: Progress) -> dict:
+    from .export import export_run
+
+    path = export_run(args.run, args.bundle, name=args.name, version=args.version, which=args.checkpoint)
+    progress.log(f"bundle written to {path}")
+    return {"bundle": str(path)}
+
+
+def cmd_data_ixi(args: argparse.Namespace, progress: Progress) -> dict:
+    from .ixi_download import fetch_ixi
+
+    folder = fetch_ixi(Path(args.out), base_url=args.base_url, on_progress=progress.callback("download"))
+    progress.log(f"IXI is in {folder}; next: mrimpute preprocess {Path(args.out) / 'raw'} PREPROCESSED --reference PD")
+    return {"out": str(folder)}
+
+
+def cmd_demo(args: argparse.Namespace, progress: Progress) -> dict:
+    from .demo import run_demo
+
+    return run_demo(Path(args.out), progress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mrimpute", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"MRImputationLib {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("phantom", help="write synthetic subjects with known truth")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--subjects", type=int, default=2)
+    p.add_argument("--modalities", type=_contrast_list, default=("T1", "T2", "PD"),
+                   help="contrasts, from T1, T2, PD, FLAIR, T1c (default T1,T2,PD)")
+    p.add_argument("--shape", type=_shape, default=(64, 64, 48), help="x,y,z voxels at 1 mm (default 64,64,48)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--misalignment", choices=("none", "rigid", "affine"), default="rigid")
+    p.add_argument("--no-lesion", action="store_true")
+    _add_progress(p)
+    p.set_defaults(handler=cmd_phantom)
+
+    p = commands.add_parser("preprocess", help="registration, N4, brain mask, normalization, QC, manifest")
+    p.add_argument("input", help="folder of subjects (IXI, BraTS, BrainLesion or one folder per subject)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--reference", help="contrast whose grid all are registered into (default: the finest grid)")
+    p.add_argument("--modalities", type=_contrast_list, default=None, help="only these contrasts")
+    p.add_argument("--registration", choices=("rigid", "affine"), default="rigid")
+    p.add_argument("--no-register", action="store_true", help="inputs are already co-registered")
+    p.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
+    p.add_argument("--no-qc", action="store_true", help="skip the QC pictures")
+    p.add_argument("--jobs", type=int, default=1, help="subjects processed in parallel")
+    _add_progress(p)
+    p.set_defaults(handler=cmd_preprocess)
+
+    p = commands.add_parser("train", help="MM-GAN training with curriculum; runs unchanged under torchrun")
+    add_train_arguments(p)
+    p.set_defaults(handler=cmd_train)
+
+    p = commands.add_parser("evaluate", help="per-scenario, per-subject metrics with the linear baseline beside")
+    p.add_argument("model", help="a model bundle (folder or .zip) or a training run folder")
+    p.add_argument("data", help="a preprocessed folder, or raw subjects (preprocessed into OUT first)")
+    p.add_argument("--out", required=True, help="folder for results.md/.csv/.json and plots")
+    p.add_argument("--subjects", type=_contrast_list, help="comma-separated subject names to evaluate")
+    p.add_argument("--split", type=Path, help="a split.json whose test subjects are evaluated")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--no-baseline", action="store_true", help="leave out the linear-regression baseline")
+    _add_progress(p)
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = commands.add_parser("export", help="a model bundle from a training run")
+    p.add_argument("run")
+    p.add_argument("bundle", help="output folder, or a path ending in .zip")
+    p.add_argument("--name")
+    p.add_argument("--version", default="0.1.0")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _add_progress(p)
+    p.set_defaults(handler=cmd_export)
+
+    p = commands.add_parser("data", help="download public data sets")
+    sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    q = sources.add_parser("ixi", help="the IXI T1, T2 and PD tarballs (resumable), extracted, with a split")
+    q.add_argument("out")
+    q.add_argument("--base-url", help="a mirror holding IXI-T1.tar, IXI-T2.tar, IXI-PD.tar")
+    _add_progress(q)
+    q.set_defaults(handler=cmd_data_ixi)
+
+    p = commands.add_parser("demo", help="the whole path on the built-in phantom, no download needed")
+    p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
+    _add_progress(p)
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def run(handler: Callable[[argparse.Namespace, Progress], dict], args: argparse.Namespace) -> int:
+    """Run one command with the contract's progress, signals and exit codes."""
+    mode = args.progress or ("bar" if sys.stderr.isatty() else "none")
+    progress = Progress(mode)
+    try:
+        with cancel_on_signals():
+            info = handler(args, progress) or {}
+    except InputError as error:
+        progress.error(str(error), EXIT_BAD_INPUT)
+        return EXIT_BAD_INPUT
+    except (Cancelled, KeyboardInterrupt):
+        progress.error("cancelled; no partial output was kept", EXIT_CANCELLED)
+        return EXIT_CANCELLED
+    except Exception as error:  # noqa: BLE001 - the contract promises an error event, not a traceback
+        import traceback
+
+        if mode != "json":
+            traceback.print_exc()
+        progress.error(f"{type(error).__name__}: {error}", EXIT_FAILED)
+        return EXIT_FAILED
+    progress.done(**info)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args.handler, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""Network configurations and the MM-GAN generator and discriminator."""
+
+from __future__ import annotations
+
+import doctest
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from MRImputationLib import network_config, networks  # noqa: E402
+from MRImputationLib.errors import InputError  # noqa: E402
+from MRImputationLib.network_config import PRESETS, GeneratorConfig, ModelConfig, preset  # noqa: E402
+from MRImputationLib.networks import (  # noqa: E402
+    UNetGenerator,
+    build_discriminator,
+    build_generator,
+    count_parameters,
+    discriminator_condition,
+    generator_flops,
+    implicit_conditioning,
+    zero_missing,
+)
+
+
+def tiny(contrasts: int = 3, **changes) -> ModelConfig:
+    import dataclasses
+
+    return dataclasses.replace(preset("tiny", contrasts), **changes)
+
+
+def test_docstring_examples_run():
+    for module in (network_config, networks):
+        assert doctest.testmod(module).failed == 0
+
+
+@pytest.mark.parametrize("contrasts", [3, 4])
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_generator_maps_n_contrasts_to_n_contrasts_at_any_power_of_two_size(contrasts, size):
+    generator = build_generator(tiny(contrasts)).eval()
+    with torch.no_grad():
+        out = generator(torch.rand(2, contrasts, size, size))
+    assert out.shape == (2, contrasts, size, size)
+    assert (out >= 0).all()  # ReLU head
+
+
+def test_extra_input_channels_widen_only_the_input():
+    config = tiny(3, generator=GeneratorConfig(depth=4, base_width=8, max_width=32, dropout_blocks=1,
+                                               dropout_down_blocks=2, extra_input_channels=3))
+    generator = build_generator(config).eval()
+    assert generator(torch.rand(1, 6, 32, 32)).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("contrasts", [3, 4])
+@pytest.mark.parametrize("size", [32, 64])
+def test_discriminator_gives_one_patch_map_per_contrast_at_a_sixteenth_of_the_size(contrasts, size):
+    config = tiny(contrasts, image_size=size)
+    discriminator = build_discriminator(config)
+    candidate = torch.rand(2, contrasts, size, size)
+    out = discriminator(candidate, candidate)
+    assert out.shape == (2, contrasts, size // 16, size // 16)
+
+
+def test_imputed_condition_pairs_candidate_with_zeroed_input_and_mask():
+    import dataclasses
+
+    base = tiny(3)
+    config = dataclasses.replace(base, discriminator=dataclasses.replace(base.discriminator, condition="imputed"))
+    real = torch.rand(2, 3, 32, 32) + 0.1
+    available = torch.tensor([[True, False, True], [False, True, False]])
+    condition = discriminator_condition(config, real, available)
+    assert condition.shape == (2, 6, 32, 32)
+    assert torch.equal(condition[0, 0], real[0, 0]) and (condition[0, 1] == 0).all()
+    assert torch.equal(condition[:, 3:, 0, 0], available.float())
+    discriminator = build_discriminator(config)
+    assert discriminator.model[0].in_channels == 9
+    assert discriminator(real, condition).shape == (2, 3, 2, 2)
+    assert discriminator_condition(base, real, available) is real
+
+
+def test_implicit_conditioning_replaces_exactly_the_available_channels():
+    output = torch.full((2, 3, 4, 4), -1.0, requires_grad=True)
+    real = torch.rand(2, 3, 4, 4)
+    available = torch.tensor([[1, 0, 1], [0, 0, 1]])
+    result = implicit_conditioning(output, real, available)
+    for b in range(2):
+        for c in range(3):
+            expected = real[b, c] if available[b, c] else output[b, c]
+            assert torch.equal(result[b, c], expected)
+    result.sum().backward()
+    assert torch.equal(output.grad[:, :, 0, 0], 1.0 - available.float())
+    # one scenario for the whole batch
+    shared = implicit_conditioning(output, real, torch.tensor([False, True, False]))
+    assert torch.equal(shared[:, 1], real[:, 1]) and (shared[:, [0, 2]] == -1).all()
+
+
+def test_zero_missing_zeroes_only_missing_channels():
+    real = torch.rand(1, 3, 4, 4) + 0.5
+    x = zero_missing(real, torch.tensor([True, False, True]))
+    assert (x[:, 1] == 0).all() and torch.equal(x[:, [0, 2]], real[:, [0, 2]])
+
+
+def test_dropout_is_active_in_training_and_off_in_evaluation():
+    generator = build_generator(tiny(3))
+    x = torch.rand(1, 3, 32, 32)
+    generator.eval()
+    with torch.no_grad():
+        assert torch.equal(generator(x), generator(x))
+    generator.train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert not torch.equal(generator(x), generator(x))
+
+
+def test_dropout_and_norm_placement_follow_the_authors_code():
+    with torch.device("meta"):
+        generator = UNetGenerator(3, 3, GeneratorConfig())
+
+    def has(block, kind):
+        return any(isinstance(m, kind) for m in block.modules())
+
+    down_dropout = [has(b, torch.nn.Dropout) for b in generator.down]
+    up_dropout = [has(b, torch.nn.Dropout) for b in generator.up]
+    down_norm = [has(b, torch.nn.InstanceNorm2d) for b in generator.down]
+    assert down_dropout == [False] * 3 + [True] * 5  # down4..down8
+    assert up_dropout == [True] * 4 + [False] * 3  # up1..up4
+    assert down_norm == [False] + [True] * 6 + [False]
+    assert all(has(b, torch.nn.InstanceNorm2d) for b in generator.up)
+    assert not any(m.affine for m in generator.modules() if isinstance(m, torch.nn.InstanceNorm2d))
+
+
+@pytest.mark.parametrize("contrasts", [3, 4])
+def test_faithful_networks_have_the_published_size(contrasts):
+    config = preset("mmgan-faithful", contrasts)
+    with torch.device("meta"):  # counts without allocating 54 M parameters
+        generator = UNetGenerator(contrasts, contrasts, config.generator)
+        discriminator = networks.PatchDiscriminator(contrasts, contrasts, config.discriminator)
+    assert count_parameters(generator) == pytest.approx(54.4e6, rel=0.002)
+    assert count_parameters(discriminator) == pytest.approx(2.8e6, rel=0.01)
+    assert generator_flops(config) / 1e9 == pytest.approx({3: 12.70, 4: 13.00}[contrasts], abs=0.01)
+
+
+def test_seed_ixi_generator_has_about_29_million_parameters():
+    config = preset("seed-ixi", 3)
+    with torch.device("meta"):
+        generator = UNetGenerator(3, 3, config.generator)
+    assert count_parameters(generator) == pytest.approx(29.2e6, rel=0.01)
+    assert config.fake_target == "zeros"
+
+
+def test_weights_start_normal_with_small_spread():
+    torch.manual_seed(0)
+    generator = build_generator(tiny(3, generator=GeneratorConfig(depth=5, base_width=32, max_width=64)))
+    weights = torch.cat([m.weight.flatten() for m in generator.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert abs(weights.mean().item()) < 0.002 and weights.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+def test_channels_last_gives_the_same_output():
+    generator = build_generator(tiny(3)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = generator(x)
+        got = generator.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_generator_traces_without_graph_breaks():
+    generator = build_generator(tiny(3)).eval()
+    exported = torch.export.export(generator, (torch.rand(1, 3, 32, 32),))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), generator(x))
+
+
+def test_presets_are_named_and_unknown_names_list_them():
+    assert {"mmgan-faithful", "seed-ixi", "tiny", "mmgan-reduced"} <= set(PRESETS)
+    faithful = preset("mmgan-faithful", 4)
+    assert (faithful.contrasts, faithful.image_size, faithful.generator.widths()) == (4, 256, [64, 128, 256, 512, 512, 512, 512, 512])
+    with pytest.raises(InputError, match="mmgan-faithful"):
+        preset("pix2pix", 3)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_configuration_survives_a_json_round_trip(name):
+    config = preset(name, 4)
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_configuration_refuses_unknown_fields_and_bad_sizes():
+    data = preset("tiny", 3).to_dict()
+    data["generator"]["widht"] = 3
+    with pytest.raises(InputError, match="widht"):
+        ModelConfig.from_dict(data)
+    with pytest.raises(InputError, match="power of two"):
+        tiny(3, image_size=48)
+    with pytest.raises(InputError, match="condition"):
+        ModelConfig.from_dict({**preset("tiny", 3).to_dict(), "discriminator": {"condition": "half"}})
