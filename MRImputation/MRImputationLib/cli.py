@@ -7,6 +7,7 @@ With `--progress json` every long command prints one JSON event per line (see pr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -119,10 +120,56 @@ def cmd_data_ixi(args: argparse.Namespace, progress: Progress) -> dict:
     return {"out": str(folder)}
 
 
+def _named_paths(items: Sequence[str] | None, option: str) -> dict[str, Path]:
+    result: dict[str, Path] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"{option} {item!r}: write it as NAME=PATH, e.g. {option} T1=t1.nii.gz")
+        if name in result:
+            raise InputError(f"{option}: {name} is given twice ({result[name]} and {path}).")
+        result[name] = Path(path)
+    return result
+
+
+def cmd_impute(args: argparse.Namespace, progress: Progress) -> dict:
+    from .imputation import ImputeOptions, impute
+
+    options = ImputeOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                            n4=False if args.no_n4 else None, register=not args.no_register,
+                            uncertainty=args.uncertainty, seed=args.seed, self_check=args.self_check,
+                            write_registered=args.write_registered)
+    report = impute(args.model, _named_paths(args.input, "--input"), Path(args.out), options, progress,
+                    references=_named_paths(args.reference, "--reference"))
+    return {"out": str(args.out), "synthesized": report["synthesized"], "files": report["files"],
+            "timings": report["timings"], "self_check": report.get("self_check"),
+            "comparison": report.get("comparison")}
+
+
+def cmd_compare(args: argparse.Namespace, progress: Progress) -> dict:
+    from .atomic import write_text
+    from .error_maps import compare_volumes
+    from .io import read_volume, write_volume
+    from .qc import error_figure
+
+    synthetic, real = read_volume(args.synthetic), read_volume(args.real)
+    mask = read_volume(args.mask) if args.mask else None
+    result = compare_volumes(synthetic, real, mask, normalized=not args.same_units)
+    out = Path(args.out)
+    write_volume(result["error"], out / "error.nii.gz")
+    error_figure(real, result["synthetic"], result["error"], out / "error.png", title=Path(args.synthetic).name,
+                 mask=result["mask"])
+    metrics = {k: float(v) for k, v in result["metrics"].items()}
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    progress.log(f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, MAE {metrics['mae']:.4f} "
+                 f"(brain voxels, units of {Path(args.real).name} / its 99.5th percentile); error map in {out}")
+    return {"out": str(out), "metrics": metrics}
+
+
 def cmd_demo(args: argparse.Namespace, progress: Progress) -> dict:
     from .demo import run_demo
 
-    return run_demo(Path(args.out), progress)
+    return run_demo(Path(args.out), progress, data=Path(args.data) if args.data else None, hide=args.hide)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,8 +234,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(q)
     q.set_defaults(handler=cmd_data_ixi)
 
+    p = commands.add_parser("impute", help="the main job: missing contrasts from the given ones")
+    p.add_argument("--model", required=True, help="a model bundle (folder or .zip) or a training run folder")
+    p.add_argument("--input", action="append", metavar="NAME=PATH", required=True,
+                   help="a given contrast, e.g. --input T1=t1.nii.gz (repeat for each)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+                   help="fp32 (default, exact), or reduced precision where the hardware supports it")
+    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
+    p.add_argument("--no-n4", action="store_true", help="skip N4 even if the model was trained with it")
+    p.add_argument("--no-register", action="store_true", help="inputs are already co-registered")
+    p.add_argument("--uncertainty", type=int, default=0, metavar="K",
+                   help="K stochastic passes (dropout on): writes <C>_uncertainty.nii.gz, the per-voxel std")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stochastic passes")
+    p.add_argument("--self-check", action="store_true",
+                   help="hide each given contrast in turn and report how well the model recovers it")
+    p.add_argument("--reference", action="append", metavar="NAME=PATH",
+                   help="a real volume of a synthesized contrast: writes an error map and metrics")
+    p.add_argument("--write-registered", action="store_true", help="also write the given contrasts as registered")
+    _add_progress(p)
+    p.set_defaults(handler=cmd_impute)
+
+    p = commands.add_parser("compare", help="error map and metrics of a synthetic volume against a real one")
+    p.add_argument("synthetic")
+    p.add_argument("real")
+    p.add_argument("--out", required=True)
+    p.add_argument("--mask", help="brain mask on the real volume's grid (default: estimated from it)")
+    p.add_argument("--same-units", action="store_true",
+                   help="the synthetic volume is already in the real one's units (default: model units, x1000)")
+    _add_progress(p)
+    p.set_defaults(handler=cmd_compare)
+
     p = commands.add_parser("demo", help="the whole path on the built-in phantom, no download needed")
     p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
+    p.add_argument("--data", help="a folder of real subjects to use instead of the phantom (e.g. ../shared/data/real)")
+    p.add_argument("--hide", help="the contrast to hide and impute (default PD, else FLAIR)")
     _add_progress(p)
     p.set_defaults(handler=cmd_demo)
     return parser

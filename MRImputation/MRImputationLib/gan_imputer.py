@@ -55,6 +55,7 @@ class GanImputer:
             self.generator = self.generator.to(memory_format=torch.channels_last)
         if name:
             self.name = name
+        self.oom_retries = 0
 
     def _dtype(self):
         import torch
@@ -62,7 +63,23 @@ class GanImputer:
         return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.options.precision]
 
     def predict_slices(self, slices: np.ndarray, scenario: Scenario) -> np.ndarray:
-        """(Z, C, S, S) normalized slices (missing channels ignored) -> (Z, C, S, S) with the missing synthesized."""
+        """(Z, C, S, S) normalized slices (missing channels ignored) -> (Z, C, S, S) with the missing synthesized.
+
+        A CUDA out-of-memory error halves the batch and retries instead of failing.
+        """
+        import torch
+
+        while True:
+            try:
+                return self._run_batches(slices, scenario)
+            except torch.cuda.OutOfMemoryError:
+                if self.options.batch_size == 1:
+                    raise
+                torch.cuda.empty_cache()
+                self.options.batch_size = max(1, self.options.batch_size // 2)
+                self.oom_retries += 1
+
+    def _run_batches(self, slices: np.ndarray, scenario: Scenario) -> np.ndarray:
         import torch
 
         from .networks import implicit_conditioning
@@ -73,7 +90,8 @@ class GanImputer:
         dtype = self._dtype()
         with torch.inference_mode():
             for start in range(0, slices.shape[0], self.options.batch_size):
-                real = torch.from_numpy(np.ascontiguousarray(slices[start:start + self.options.batch_size])).to(self.device)
+                batch = np.ascontiguousarray(slices[start:start + self.options.batch_size])
+                real = torch.from_numpy(batch).to(self.device)
                 available = available_mask.expand(real.shape[0], -1)
                 x = generator_input(real, available, self.model_config)
                 if self.channels_last:

@@ -18,7 +18,7 @@ class LoadedModel:
     model_config: ModelConfig
     contrasts: ContrastSet
     slicing: CacheConfig
-    info: dict  # bundle.json contents (or the run's equivalent)
+    info: dict  # bundle.json as written (with the weights' SHA-256), or the run's equivalent
     source: Path
 
 
@@ -29,16 +29,17 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     path = Path(path)
     if path.is_dir() and (path / "model.json").exists() and (path / "checkpoints").is_dir():
         return _from_run(path)
-    from .bundle import load_bundle
+    from .bundle import load_bundle, read_bundle_info
 
     bundle = load_bundle(path)
     info = bundle.info
+    _, document = read_bundle_info(path)
     model_config = info.model_config()
     generator = build_generator(model_config)
     generator.load_state_dict(bundle.weights["generator"])
     slicing = CacheConfig.from_dict(info.preprocessing.get("slicing", {"size": model_config.image_size}))
     return LoadedModel(generator.eval(), model_config, ContrastSet(tuple(info.contrasts), info.reference), slicing,
-                       info.to_dict(), path)
+                       document, path)
 
 
 def run_weights(run: Path, which: str = "best") -> tuple[dict, str]:

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from .atomic import write_text
+from .atomic import atomic_directory, write_text
 from .errors import InputError
 from .io import write_volume
 from .modalities import canonical_contrast
@@ -256,25 +256,27 @@ def write_subject(subject: PhantomSubject, folder: Path) -> Path:
     `truth/<name>_labels.nii.gz`, `truth/<name>_brainmask.nii.gz` and `truth/transforms.json`.
     """
     folder = Path(folder)
-    truth = folder / "truth"
     name = subject.name
-    for contrast, volume in subject.observed.items():
-        write_volume(volume, folder / f"{name}_{contrast}.nii.gz", dtype=np.float32)
-    for contrast, volume in subject.truth.items():
-        write_volume(volume, truth / f"{name}_{contrast}.nii.gz", dtype=np.float32)
-    for contrast, volume in subject.bias_fields.items():
-        write_volume(volume, truth / f"{name}_bias_{contrast}.nii.gz", dtype=np.float32)
-    write_volume(subject.labels, truth / f"{name}_labels.nii.gz", dtype=np.uint8)
-    write_volume(subject.brain_mask, truth / f"{name}_brainmask.nii.gz", dtype=np.uint8)
-    record = {
-        "convention": TRANSFORM_CONVENTION,
-        "transforms": {c: np.asarray(m, float).tolist() for c, m in subject.truth_to_observed.items()},
-        "reference": next(iter(subject.observed)),
-        "seed": subject.seed,
-        "config": asdict(subject.config) if subject.config is not None else None,
-        "labels": LABELS,
-    }
-    write_text(truth / "transforms.json", json.dumps(record, indent=2) + "\n")
+    # Written into a temporary sibling and renamed at the end: a cancelled run leaves no half subject.
+    with atomic_directory(folder) as tmp:
+        truth = tmp / "truth"
+        for contrast, volume in subject.observed.items():
+            write_volume(volume, tmp / f"{name}_{contrast}.nii.gz", dtype=np.float32)
+        for contrast, volume in subject.truth.items():
+            write_volume(volume, truth / f"{name}_{contrast}.nii.gz", dtype=np.float32)
+        for contrast, volume in subject.bias_fields.items():
+            write_volume(volume, truth / f"{name}_bias_{contrast}.nii.gz", dtype=np.float32)
+        write_volume(subject.labels, truth / f"{name}_labels.nii.gz", dtype=np.uint8)
+        write_volume(subject.brain_mask, truth / f"{name}_brainmask.nii.gz", dtype=np.uint8)
+        record = {
+            "convention": TRANSFORM_CONVENTION,
+            "transforms": {c: np.asarray(m, float).tolist() for c, m in subject.truth_to_observed.items()},
+            "reference": next(iter(subject.observed)),
+            "seed": subject.seed,
+            "config": asdict(subject.config) if subject.config is not None else None,
+            "labels": LABELS,
+        }
+        write_text(truth / "transforms.json", json.dumps(record, indent=2) + "\n")
     return folder
 
 

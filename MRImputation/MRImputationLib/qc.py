@@ -178,9 +178,6 @@ def contrasts_figure(
 def bias_figure(before: Volume, after: Volume, field: Volume, path: str | os.PathLike, title: str = "") -> Path:
     """Two axial slices: before N4 | after N4 | the estimated bias field (masked to the head, with a
     colour bar). Returns the PNG's path."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
     from .masking import head_mask
 
     head = head_mask(before)
@@ -196,12 +193,44 @@ def bias_figure(before: Volume, after: Volume, field: Volume, path: str | os.Pat
             _show(axes[r][c], view, z, window)
         _show(axes[r][2], field_view, z, field_window, cmap=cmap)
         _label(axes[r][0], f"S {z:+.0f} mm")
+    _colorbar(fig, axes, field_window, cmap)
+    return _save(fig, path)
+
+
+def _colorbar(fig, axes, window, cmap, label: str = "") -> None:
+    """A colour bar beside the last column of `axes`, in the figure's right margin."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     fig_w, fig_h = fig.get_size_inches()
-    low, high = axes[-1][2].get_position().y0 + 0.15 / fig_h, axes[0][2].get_position().y1 - 0.15 / fig_h
+    low, high = axes[-1][-1].get_position().y0 + 0.15 / fig_h, axes[0][-1].get_position().y1 - 0.15 / fig_h
     bar = fig.add_axes([1 - 0.62 / fig_w, low, 0.12 / fig_w, high - low])
-    colorbar = fig.colorbar(ScalarMappable(Normalize(*field_window), cmap), cax=bar)
+    colorbar = fig.colorbar(ScalarMappable(Normalize(*window), cmap), cax=bar)
     colorbar.ax.tick_params(colors=TEXT, labelsize=7)
     colorbar.outline.set_edgecolor("#888888")
+    if label:
+        colorbar.set_label(label, color=TEXT, fontsize=7)
+
+
+def error_figure(real: Volume, synthetic: Volume, error: Volume, path: str | os.PathLike, title: str = "",
+                 mask: Volume | None = None) -> Path:
+    """Three axial slices: real | synthetic | absolute error (magma, with a colour bar), anterior up."""
+    from .masking import brain_mask
+
+    mask = mask if mask is not None else brain_mask([real])
+    box = _View(mask).box()
+    fig, axes = _grid(3, 3, box, title, ["real", "synthetic", "|synthetic − real|"], right=0.9)
+    window = _window(real, mask)
+    inside = error.array[mask.array > 0] if mask.same_grid(error) else error.array.ravel()
+    error_window = (0.0, float(np.percentile(inside, 99)) if inside.size else 1.0)
+    cmap = _colormap("magma")
+    views = [_View(real), _View(synthetic), _View(error)]
+    for r, z in enumerate(_slice_positions(box, 3)):
+        _show(axes[r][0], views[0], z, window)
+        _show(axes[r][1], views[1], z, window)
+        _show(axes[r][2], views[2], z, error_window, cmap=cmap)
+        _label(axes[r][0], f"S {z:+.0f} mm")
+    _colorbar(fig, axes, error_window, cmap, "absolute error")
     return _save(fig, path)
 
 
