@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# Tests use tiny networks: one thread each. Two OpenMP threads on a 2-core machine that is busy
+# elsewhere spin-wait on each other and ran a tiny training step 30x slower. Child processes inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "MRImputation"))  # the Lib also works uninstalled, as inside Slicer

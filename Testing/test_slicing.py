@@ -182,3 +182,14 @@ def test_a_permuted_and_flipped_volume_gives_the_same_axial_slices():
     import SimpleITK as sitk
 
     _same_anatomy_as_axial(lambda image: sitk.Flip(sitk.PermuteAxes(image, [1, 2, 0]), [True, False, True]))
+
+
+def test_a_brain_that_fits_the_network_is_padded_not_resampled_so_the_round_trip_is_exact():
+    rng = np.random.default_rng(4)
+    array = rng.random((6, 40, 44)).astype(np.float32)
+    mask = np.zeros(array.shape, bool)
+    mask[:, 8:30, 10:34] = True
+    geometry = plan_slices(Volume(array), mask, size=64, crop="brain", skip_empty=False)
+    assert geometry.box_shape == (64, 64)
+    slices = to_slices(array[None], geometry)
+    np.testing.assert_array_equal(from_slices(slices, geometry)[0], array)

@@ -2,6 +2,8 @@
 
 Events (with `--progress json`, on stdout):
   {"event": "progress", "stage": ..., "fraction": 0..1, "message": ..., "elapsed_s": ..., "eta_s": ...}
+  {"event": "log", "message": ...}   a line for the user (warnings, where results went)
+  {"event": "epoch", "epoch": ..., "loss_g": ..., "loss_d": ..., "val_psnr": ..., ...}   training curves
   {"event": "done", ...}          once, at the end of a successful run
   {"event": "error", "message": ..., "exit_code": ...}
 """
@@ -88,6 +90,11 @@ class Progress:
             self._bar.write(message, file=self.stream or sys.stderr)
         else:
             print(message, file=self.stream or sys.stderr, flush=True)
+
+    def event(self, name: str, **data) -> None:
+        """A structured event (e.g. "epoch" with its losses) for programs reading --progress json."""
+        if self.mode == "json":
+            self._emit({"event": name, **data})
 
     def done(self, **info) -> None:
         self._close_bar()

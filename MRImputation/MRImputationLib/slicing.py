@@ -150,6 +150,8 @@ def plan_slices(
 
     `crop="brain"`: a box square in millimetres around the mask's in-plane bounding box (over all
     slices) widened by `margin_mm` on each side; `crop="full"`: the whole plane, padded to a square.
+    When that box fits in `size` x `size` voxels it is widened to exactly that, so slices are padded,
+    never resampled (exactly invertible); only larger boxes are resized.
     `skip_empty` keeps only the slices from the first to the last one holding mask voxels. Without a
     mask, the whole plane and every slice are used.
     """
@@ -184,6 +186,9 @@ def plan_slices(
     box_cols = max(1, int(round(side_mm / col_mm)))
     if crop == "full":
         box_rows, box_cols = max(box_rows, height), max(box_cols, width)
+    if box_rows <= size and box_cols <= size:
+        # The brain fits: pad to S x S instead of resizing, so voxels reach the network untouched.
+        box_rows = box_cols = int(size)
     row_box = _box_around(r_start, r_stop, box_rows)
     col_box = _box_around(c_start, c_stop, box_cols)
 

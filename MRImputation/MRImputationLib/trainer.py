@@ -114,8 +114,10 @@ class MMGANTrainer:
         choice = self.config.mixed_precision
         if choice == "off" or (choice == "auto" and not self.cuda):
             return None
-        if choice == "fp16":
-            return torch.float16
+        if choice not in ("auto", "bf16"):
+            from .errors import InputError
+
+            raise InputError(f"mixed_precision {choice!r}: training supports bf16 (needs no loss scaling) or off.")
         return torch.bfloat16
 
     # -- data order: a pure function of (seed, epoch, step) ------------------------------------
@@ -301,6 +303,7 @@ class MMGANTrainer:
                 self._log({k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
                 self._history(record)
                 self.save()
+                self.progress.event("epoch", epochs=cfg.epochs, **record)
                 self.progress.log(_epoch_line(record, cfg.epochs))
         except (Cancelled, KeyboardInterrupt):
             self.save()

@@ -27,7 +27,7 @@ class TrainConfig:
     crop: str = "full"  # slices: the whole plane ("full", as MM-GAN) or the brain's box ("brain")
     skip_empty: bool = False  # MM-GAN feeds every slice, empty ones too
     augment_flip: bool = False
-    mixed_precision: str = "auto"  # "auto": bf16 on CUDA, off on CPU; "off"; "bf16"; "fp16"
+    mixed_precision: str = "auto"  # "auto": bf16 on CUDA, off on CPU; "off"; "bf16"
     channels_last: bool = True  # CUDA only
     steps_per_epoch: int | None = None  # cap per epoch (bounded-time runs); None = every slice once
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = at epoch ends only

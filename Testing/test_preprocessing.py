@@ -1,0 +1,100 @@
+"""`mrimpute preprocess` end to end: the phantom's known misalignment and bias are undone, and a
+real case goes through the whole pipeline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import BRAINLESION_CASE, real_case
+from MRImputationLib.cli import main
+from MRImputationLib.demo import registration_errors
+from MRImputationLib.errors import InputError
+from MRImputationLib.io import read_volume
+from MRImputationLib.preprocessing import choose_reference
+from MRImputationLib.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def preprocessed_phantom(phantom_folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("preprocessed")
+    assert main(["preprocess", str(phantom_folder), str(out), "--reference", "T1", "--jobs", "2",
+                 "--progress", "none"]) == 0
+    return out
+
+
+def test_registration_undoes_the_phantoms_known_misalignment_to_within_a_millimetre(preprocessed_phantom,
+                                                                                    phantom_folder):
+    manifest = json.loads((preprocessed_phantom / "manifest.json").read_text())
+    rows = registration_errors(manifest, phantom_folder)
+    assert len(rows) == 4  # two subjects, T2 and PD each
+    assert max(r["misalignment_mm"] for r in rows) > 1.5  # there was something to undo
+    assert all(r["residual_mm"] <= 1.0 for r in rows), rows
+
+
+def test_n4_field_correlates_with_the_phantoms_true_bias_field(phantom_folder):
+    from MRImputationLib.bias import correct_bias
+    from MRImputationLib.masking import head_mask
+
+    folder = phantom_folder / "sub-000"
+    observed = read_volume(folder / "sub-000_T1.nii.gz")
+    truth = read_volume(folder / "truth" / "sub-000_bias_T1.nii.gz")
+    brain = read_volume(folder / "truth" / "sub-000_brainmask.nii.gz").array > 0
+    result = correct_bias(observed, mask=head_mask(observed))
+    estimated = np.log(result.bias_field.array[brain])
+    true = np.log(truth.array[brain])
+    assert np.corrcoef(estimated, true)[0, 1] >= 0.95
+
+
+def test_outputs_are_on_the_reference_grid_with_mask_qc_and_manifest(preprocessed_phantom, phantom_folder):
+    manifest = json.loads((preprocessed_phantom / "manifest.json").read_text())
+    record = manifest["subjects"][0]
+    assert record["status"] == "ok" and record["reference"] == "T1"
+    reference = read_volume(phantom_folder / "sub-000" / "sub-000_T1.nii.gz")
+    for name in ("T1", "T2", "PD"):
+        assert read_volume(preprocessed_phantom / record["outputs"][name]).same_grid(reference)
+        params = record["steps"]["normalization"][name]
+        assert params["method"] == "percentile" and params["scale"] > 0
+    mask = read_volume(preprocessed_phantom / record["mask"])
+    truth_mask = read_volume(phantom_folder / "sub-000" / "truth" / "sub-000_brainmask.nii.gz").array > 0
+    dice = 2 * (mask.array.astype(bool) & truth_mask).sum() / (mask.array.astype(bool).sum() + truth_mask.sum())
+    assert dice > 0.85
+    assert {"qc" in q for q in record["qc"]} == {True}
+    for picture in record["qc"]:
+        assert (preprocessed_phantom / picture).stat().st_size > 1000
+    assert manifest["config"]["registration_kind"] == "rigid" and set(record["steps"]["n4"]) == {"T1", "T2", "PD"}
+
+
+def test_reference_defaults_to_the_finest_grid():
+    fine = Volume(np.zeros((4, 4, 4), np.float32), spacing=(1, 1, 1))
+    coarse = Volume(np.zeros((4, 4, 4), np.float32), spacing=(1, 1, 3))
+    assert choose_reference({"T1": coarse, "PD": fine}) == "PD"
+    assert choose_reference({"T2": fine, "T1": fine}) == "T1"  # tie: T1 first
+    with pytest.raises(InputError, match="reference contrast FLAIR"):
+        choose_reference({"T1": fine}, "FLAIR")
+
+
+@pytest.mark.slow
+def test_a_real_case_goes_through_mrimpute_preprocess(tmp_path):
+    case = real_case(BRAINLESION_CASE)
+    source = tmp_path / "raw" / case.name
+    source.mkdir(parents=True)
+    for file in case.iterdir():  # a copy in tmp so the shared folder stays read-only and untouched
+        shutil.copy(file, source / file.name)
+    assert main(["preprocess", str(tmp_path / "raw"), str(tmp_path / "out"), "--progress", "none"]) == 0
+    record = json.loads((tmp_path / "out" / "manifest.json").read_text())["subjects"][0]
+    assert record["status"] == "ok" and record["reference"] == "T1"
+    assert set(record["outputs"]) == {"T1", "T1c", "T2", "FLAIR"}
+    t1 = read_volume(case / "TCGA-DU-7294_t1.nii.gz")
+    for name in ("T1c", "T2", "FLAIR"):  # already co-registered: registration must stay near identity
+        matrix = np.asarray(record["steps"]["registration"][name]["fixed_to_moving"])
+        mask = read_volume(tmp_path / "out" / record["mask"]).array > 0
+        points = t1.index_to_physical(np.argwhere(mask)[::50, ::-1])
+        moved = points @ matrix[:3, :3].T + matrix[:3, 3]
+        assert np.linalg.norm(moved - points, axis=1).mean() < 1.0, name
+    mask = read_volume(tmp_path / "out" / record["mask"]).array > 0
+    assert abs(mask.sum() - (t1.array > 0).sum()) / (t1.array > 0).sum() < 0.05
