@@ -1,0 +1,128 @@
+"""N4 bias-field correction: estimated on a shrunken image, applied at full resolution (SimpleITK).
+
+Cost model (measured on 240x240x155 volumes): every N4 iteration re-evaluates the B-spline field on
+the whole shrunken grid, so the time is about (shrunken voxels) x (iterations); mask size and
+control-point count barely matter. ANTsPy's `n4_bias_field_correction(img, shrink_factor=4)` runs
+4x50 iterations on a 60x60x38 grid with a mask of the whole image (~10 s on 2 cores). Here:
+6 mm voxels (40x40x26, 3.4x fewer), convergence at 1e-3 instead of 1e-7 (levels stop after 5-25
+iterations instead of 50), and the log field is upsampled linearly from the shrunken grid
+(evaluating the spline at 9 M voxels costs ~1 s more for the same result, the field being smooth
+on a ~30 mm scale). On the real cases the field correlation stays >= 0.97 in ~1.5-2.5 s
+(see Testing/Benchmarks/bench_preprocessing.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .volume import Volume
+
+
+@dataclass
+class N4Config:
+    """Tuned defaults (real cases, known ±25 % polynomial fields).
+
+    - shrink_mm: N4 runs on ~6 mm voxels. 4 mm (ANTs' shrink 4) is 3x slower for +0.005 correlation,
+      8 mm loses ~0.02.
+    - min_shrunk_voxels: never shrink an axis below this many voxels (small volumes, phantoms).
+    - iterations: per fitting level; 4 levels from `control_points` (mesh 1, doubled per level:
+      ~30 mm control-point spacing at the last level for a 240 mm field of view). 3 levels fit
+      too stiff a field (correlation -0.02..-0.05), 5 levels absorb anatomy (correlation < 0.8).
+    - convergence_threshold: 1e-3 stops each level once the field changes by < 0.1 %;
+      ANTs' 1e-7 is never reached, so it always runs every iteration, for no gain (0.99 either way).
+    """
+
+    shrink_mm: float = 6.0
+    min_shrunk_voxels: int = 24
+    iterations: tuple[int, ...] = (50, 50, 50, 50)
+    convergence_threshold: float = 1e-3
+    control_points: int = 4
+    histogram_bins: int = 200
+    bias_fwhm: float = 0.15
+    wiener_noise: float = 0.01
+    threads: int | None = None  # None: every core this process may use
+
+
+@dataclass
+class BiasCorrectionResult:
+    volume: Volume  # corrected, on the same grid (float32)
+    bias_field: Volume  # multiplicative field at full resolution: observed = corrected * field
+    seconds: float
+
+
+def _shrink_factors(image, config: N4Config) -> list[int]:
+    factors = []
+    for size, spacing in zip(image.GetSize(), image.GetSpacing()):
+        wanted = max(1, int(round(config.shrink_mm / spacing)))
+        factors.append(max(1, min(wanted, size // max(1, config.min_shrunk_voxels))))
+    return factors
+
+
+def _fallback_mask(small):
+    """Foreground of the shrunken image by Otsu (a private minimum; the masking module does better)."""
+    import SimpleITK as sitk
+
+    return sitk.OtsuThreshold(small, 0, 1, 128)
+
+
+def correct_bias(volume: Volume, mask: Volume | None = None, config: N4Config | None = None) -> BiasCorrectionResult:
+    """Estimate the smooth multiplicative bias field of `volume` inside `mask` and divide it out.
+
+    The field is normalised to a geometric mean of 1 inside the mask, so the corrected image keeps
+    the input's intensity scale. Voxels <= 0 (background, interpolation undershoot) take no part
+    in the estimate and are divided by the field like the others.
+    """
+    import SimpleITK as sitk
+
+    from .registration import available_threads
+
+    config = config or N4Config()
+    start = time.perf_counter()
+    image = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
+    factors = _shrink_factors(image, config)
+    if mask is not None:
+        if mask.shape != volume.shape:
+            raise InputError(
+                f"{volume.source or volume.contrast or 'volume'}: the mask has shape {mask.shape}, the volume "
+                f"{volume.shape}; give a mask on the volume's own grid."
+            )
+        full_mask = sitk.GetImageFromArray((np.asarray(mask.array) != 0).astype(np.float32))
+        full_mask.CopyInformation(image)
+        # Average only the masked voxels of each block: no partial-volume dark rim at the mask border.
+        weight = sitk.BinShrink(full_mask, factors)
+        small = sitk.BinShrink(image * full_mask, factors) / sitk.Maximum(weight, 1e-6)
+        small_mask = sitk.Cast(weight >= 0.5, sitk.sitkUInt8)
+    else:
+        small = sitk.BinShrink(image, factors)
+        small_mask = _fallback_mask(small)
+    # N4 works on log intensities: only positive voxels may take part.
+    small_mask = sitk.And(small_mask, sitk.Cast(small > 0, sitk.sitkUInt8))
+    inside = sitk.GetArrayViewFromImage(small_mask).astype(bool)
+    if inside.sum() < 64:
+        raise InputError(
+            f"{volume.source or volume.contrast or 'volume'}: too few positive foreground voxels for bias-field "
+            "correction (empty mask or an all-zero image); check the mask, or run without N4 (--no-n4)."
+        )
+    small = sitk.Maximum(small, 1e-3)
+    corrector = sitk.N4BiasFieldCorrectionImageFilter()
+    corrector.SetNumberOfThreads(config.threads or available_threads())
+    corrector.SetMaximumNumberOfIterations([int(i) for i in config.iterations])
+    corrector.SetConvergenceThreshold(config.convergence_threshold)
+    corrector.SetNumberOfControlPoints([int(config.control_points)] * 3)
+    corrector.SetNumberOfHistogramBins(config.histogram_bins)
+    corrector.SetBiasFieldFullWidthAtHalfMaximum(config.bias_fwhm)
+    corrector.SetWienerFilterNoise(config.wiener_noise)
+    corrector.Execute(small, small_mask)
+    log_small = corrector.GetLogBiasFieldAsImage(small)
+    # N4 knows the field only up to a constant factor: fix it to a geometric mean of 1 in the mask.
+    log_small = log_small - float(sitk.GetArrayViewFromImage(log_small)[inside].mean())
+    log_full = sitk.Resample(log_small, image, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32, True)
+    field = np.exp(sitk.GetArrayFromImage(log_full)).astype(np.float32, copy=False)
+    corrected = (volume.array.astype(np.float32) / field).astype(np.float32)
+    return BiasCorrectionResult(
+        volume.with_array(corrected), volume.with_array(field, contrast=volume.contrast), time.perf_counter() - start
+    )
