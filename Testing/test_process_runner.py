@@ -140,3 +140,19 @@ def test_poll_returns_at_once_while_the_child_works():
     assert child.poll() is None and child.running
     assert time.monotonic() - start < 0.1
     assert child.wait(timeout=30).exit_code == 0 and not child.running
+
+
+def test_device_probe_reports_what_torch_sees_from_a_child_process():
+    import time
+
+    import torch
+
+    from MRImputationLib.slicer_logic import start_device_probe
+
+    found: list[dict] = []
+    probe = start_device_probe(found.append)
+    deadline = time.monotonic() + 120
+    while probe.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert found and found[0]["cuda"] == torch.cuda.is_available()
+    assert found[0]["torch"] == torch.__version__

@@ -38,7 +38,7 @@ def cmd_phantom(args: argparse.Namespace, progress: Progress) -> dict:
     from .phantom import PhantomConfig, write_phantom
 
     config = PhantomConfig(shape=args.shape, contrasts=args.modalities, misalignment=args.misalignment,
-                           lesion=not args.no_lesion)
+                           lesion=not args.no_lesion, bias_strength=args.bias, noise=args.noise)
     folders = write_phantom(Path(args.out), args.subjects, config, seed=args.seed,
                             on_progress=progress.callback("phantom"))
     progress.log(f"wrote {len(folders)} phantom subject(s) to {args.out}")
@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--misalignment", choices=("none", "rigid", "affine"), default="rigid")
     p.add_argument("--no-lesion", action="store_true")
+    p.add_argument("--bias", type=float, default=0.2, help="bias field strength (0.2 = up to about ±20%%)")
+    p.add_argument("--noise", type=float, default=0.02, help="Rician noise, as a fraction of white matter")
     _add_progress(p)
     p.set_defaults(handler=cmd_phantom)
 

@@ -219,7 +219,7 @@ def impute(model_path: str | Path, inputs: dict, out: str | Path, options: Imput
                                               progress)
             timings["self_check_s"] = round(time.monotonic() - t, 2)
         if references:
-            report["comparison"] = _compare_with_references(references, written, staging, frame, pre.mask, progress)
+            report["comparison"] = _compare_with_references(references, written, staging, frame, pre.mask, n4, progress)
         timings["total_s"] = round(time.monotonic() - start, 2)
         report["timings"] = timings
         staging.path("report.json").write_text(json.dumps(report, indent=2, default=str))
@@ -272,7 +272,9 @@ def self_check(imputer, stack, scenario, contrasts, frame, mask, params, volumes
     return rows
 
 
-def _compare_with_references(references: dict, written: dict, staging: _Staging, frame, mask, progress) -> dict:
+def _compare_with_references(references: dict, written: dict, staging: _Staging, frame, mask, n4: bool,
+                             progress) -> dict:
+    """Error maps against real volumes, brought through the same N4 and registration as the inputs."""
     from .error_maps import compare_volumes
     from .io import read_volume, write_volume
     from .qc import error_figure
@@ -285,9 +287,14 @@ def _compare_with_references(references: dict, written: dict, staging: _Staging,
                              f"(synthesized: {', '.join(written['synthetic'])}).")
         synthetic = read_volume(staging.folder / written["synthetic"][name], contrast=name)
         real = read_volume(path, contrast=name)
+        if n4:
+            from .bias import correct_bias
+            from .masking import head_mask
+
+            real = correct_bias(real, mask=head_mask(real)).volume
         from .registration import register
 
-        registered = register(real, frame).volume if not real.same_grid(frame) else real
+        registered = register(real, frame).volume
         result = compare_volumes(synthetic, registered, mask)
         write_volume(result["error"], staging.path(f"{name}_error.nii.gz"))
         error_figure(registered, result["synthetic"], result["error"], staging.path(f"{name}_error.png"),

@@ -44,6 +44,14 @@ def python_executable() -> str:
     return found
 
 
+def start_device_probe(on_found: Callable[[dict], None]) -> ChildProcess:
+    """Ask a child Python which devices torch sees (torch is never imported in Slicer's own process)."""
+    from .impute_logic import device_probe_command
+
+    return ChildProcess(device_probe_command(python_executable()), env=base_environment(),
+                        on_done=lambda event: on_found(event.info)).start()
+
+
 def base_environment() -> dict:
     """The environment Slicer was started with (PythonSlicer, a launcher, sets up its own paths)."""
     import slicer

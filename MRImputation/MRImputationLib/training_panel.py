@@ -263,16 +263,10 @@ class TrainingPanel:
             qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(self.params.outputFolder))
 
     def startDeviceProbe(self) -> None:
-        from .impute_logic import device_probe_command
-        from .process_runner import ChildProcess
-        from .slicer_logic import base_environment, python_executable
-
-        def found(event):
-            self.device_info = event.info
+        from .slicer_logic import start_device_probe
 
         try:
-            self._device_probe = ChildProcess(device_probe_command(python_executable()), env=base_environment(),
-                                              on_done=found).start()
+            self._device_probe = start_device_probe(lambda info: setattr(self, "device_info", info))
         except Exception as error:  # noqa: BLE001 - the line says so; auto still decides at run time
             self.ui.deviceInfoLabel.setText(f"Devices could not be detected ({error}); auto decides at run time.")
             return
