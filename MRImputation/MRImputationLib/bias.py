@@ -44,6 +44,7 @@ class N4Config:
     histogram_bins: int = 200
     bias_fwhm: float = 0.15
     wiener_noise: float = 0.01
+    crop_to_mask: bool = True
     threads: int | None = None  # None: every core this process may use
 
 
@@ -60,6 +61,18 @@ def _shrink_factors(image, config: N4Config) -> list[int]:
         wanted = max(1, int(round(config.shrink_mm / spacing)))
         factors.append(max(1, min(wanted, size // max(1, config.min_shrunk_voxels))))
     return factors
+
+
+def _crop_to_mask(small, small_mask, margin: int):
+    """The mask's bounding box plus `margin` voxels: the spline lattice then spans the object, not the field of view."""
+    import SimpleITK as sitk
+
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(small_mask)
+    box = stats.GetBoundingBox(1)
+    start = [max(0, box[i] - margin) for i in range(3)]
+    size = [min(small.GetSize()[i], box[i] + box[3 + i] + margin) - start[i] for i in range(3)]
+    return sitk.RegionOfInterest(small, size, start), sitk.RegionOfInterest(small_mask, size, start)
 
 
 def _fallback_mask(small):
@@ -107,6 +120,9 @@ def correct_bias(volume: Volume, mask: Volume | None = None, config: N4Config | 
             f"{volume.source or volume.contrast or 'volume'}: too few positive foreground voxels for bias-field "
             "correction (empty mask or an all-zero image); check the mask, or run without N4 (--no-n4)."
         )
+    if config.crop_to_mask:
+        small, small_mask = _crop_to_mask(small, small_mask, margin=2)
+        inside = sitk.GetArrayViewFromImage(small_mask).astype(bool)
     small = sitk.Maximum(small, 1e-3)
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
     corrector.SetNumberOfThreads(config.threads or available_threads())
