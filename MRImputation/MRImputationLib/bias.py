@@ -81,18 +81,21 @@ def _crop_to_mask(small, small_mask, margin: int):
 
 
 def _fallback_mask(image):
-    """Foreground above halfway between the air level and Otsu's threshold, as float 0/1.
+    """Foreground as float 0/1: the non-zero voxels of a skull-stripped image (>= 20 % exact zeros),
+    else the voxels above halfway between the air level and Otsu's threshold.
 
-    A private minimum (the masking module does better): Otsu alone drops dark tissue (CSF, oedema)
-    of a skull-stripped brain, which then gets no field fit (correlation 0.87 instead of 0.96).
+    A private minimum (the masking module does better). Otsu alone drops dark tissue (CSF, oedema)
+    of a skull-stripped brain, which then gets no field fit (correlation 0.87-0.91 instead of 0.96).
     """
     import SimpleITK as sitk
 
+    values = sitk.GetArrayViewFromImage(image).ravel()[::7]
+    if np.mean(values == 0) >= 0.2:
+        return sitk.Cast(image > 0, sitk.sitkFloat32)
     otsu = sitk.OtsuThresholdImageFilter()
     otsu.SetNumberOfHistogramBins(128)
     otsu.Execute(image)
     threshold = otsu.GetThreshold()
-    values = sitk.GetArrayViewFromImage(image).ravel()[::7]
     below = values[values < threshold]
     air = float(np.median(below)) if below.size else 0.0
     return sitk.Cast(image > 0.5 * (air + threshold), sitk.sitkFloat32)
