@@ -83,8 +83,8 @@ def available_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _name(volume: Volume) -> str:
-    return volume.source or volume.contrast or "the moving image"
+def _name(volume: Volume, default: str = "the image") -> str:
+    return volume.source or volume.contrast or default
 
 
 def _float_image(volume: Volume):
@@ -93,11 +93,14 @@ def _float_image(volume: Volume):
     return sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
 
 
-def _shrink(image, target_mm: float):
-    """Block-average to about target_mm voxels (per axis; never upsamples): a cheap anti-aliased pyramid."""
+def _shrink(image, target_mm: float, min_voxels: int = 16):
+    """Block-average to about target_mm voxels (per axis; never upsamples, keeps >= min_voxels per
+    axis so small images keep enough samples for the histogram): a cheap anti-aliased pyramid."""
     import SimpleITK as sitk
 
-    factors = [max(1, int(round(target_mm / s))) for s in image.GetSpacing()]
+    factors = [
+        max(1, min(int(round(target_mm / s)), n // min_voxels)) for s, n in zip(image.GetSpacing(), image.GetSize())
+    ]
     return sitk.BinShrink(image, factors) if max(factors) > 1 else image
 
 
@@ -110,10 +113,11 @@ def _corners(image) -> np.ndarray:
 
 def _check_overlap(fixed_img, moving_img, moving: Volume, fixed: Volume) -> None:
     a, b = _corners(fixed_img), _corners(moving_img)
+    moving_name, fixed_name = _name(moving, "the moving image"), _name(fixed, "the reference image")
     lo, hi = np.maximum(a.min(0), b.min(0)), np.minimum(a.max(0), b.max(0))
     if np.any(hi <= lo):
         raise InputError(
-            f"{_name(moving)}: does not overlap {_name(fixed)} in physical space (their fields of view are "
+            f"{moving_name}: does not overlap {fixed_name} in physical space (their fields of view are "
             f"{np.round(b.min(0))}..{np.round(b.max(0))} mm and {np.round(a.min(0))}..{np.round(a.max(0))} mm), so they "
             "cannot be registered. Check that both images come from the same patient and session and that the "
             "file headers keep the scanner coordinates (re-export them from the scanner/PACS without re-centring)."
@@ -161,7 +165,9 @@ def matrix_from_ants_transform(transform_or_path) -> np.ndarray:
     """4x4 fixed_to_moving matrix of an ANTs affine transform (an ANTsTransform or its .mat file)."""
     import ants
 
-    tx = ants.read_transform(transform_or_path) if isinstance(transform_or_path, (str, os.PathLike)) else transform_or_path
+    tx = transform_or_path
+    if isinstance(tx, (str, os.PathLike)):
+        tx = ants.read_transform(str(tx))
     p, c = np.asarray(tx.parameters, float), np.asarray(tx.fixed_parameters, float)[:3]
     a, t = p[:9].reshape(3, 3), p[9:12]
     m = np.eye(4)
@@ -172,6 +178,8 @@ def matrix_from_ants_transform(transform_or_path) -> np.ndarray:
 def _to_affine(transform):
     import SimpleITK as sitk
 
+    if isinstance(transform, sitk.AffineTransform):
+        return transform
     affine = sitk.AffineTransform(3)
     affine.SetCenter(transform.GetCenter())
     affine.SetMatrix(transform.GetMatrix())
@@ -224,13 +232,16 @@ def register(
 
     start = time.perf_counter()
     config = config or RegistrationConfig()
+    moving_name, fixed_name = _name(moving, "the moving image"), _name(fixed, "the reference image")
     threads = config.threads or available_threads()
     fixed_full, moving_full = _float_image(fixed), _float_image(moving)
     _check_overlap(fixed_full, moving_full, moving, fixed)
     pyramid = [(_shrink(fixed_full, mm), _shrink(moving_full, mm)) for mm in config.levels_mm]
     mask = _metric_mask(pyramid[0][0], fixed_mask, config.mask_margin_mm)
     if mask is None:
-        raise InputError(f"{_name(fixed)}: has no foreground (empty image or empty mask); it cannot serve as the reference.")
+        raise InputError(
+            f"{fixed_name}: has no foreground (empty image or empty mask); it cannot serve as the reference."
+        )
     try:
         mid = pyramid[min(1, len(pyramid) - 1)]
         transform = sitk.CenteredTransformInitializer(
@@ -238,13 +249,13 @@ def register(
         )
         metric = None
         for level, (fixed_img, moving_img) in enumerate(pyramid):
-            if config.kind == "affine" and level >= config.affine_from_level and not isinstance(transform, sitk.AffineTransform):
+            if config.kind == "affine" and level >= config.affine_from_level:
                 transform = _to_affine(transform)
             metric = _run_level(fixed_img, moving_img, transform, mask, config, level, threads)
     except RuntimeError as error:
         last = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
         raise InputError(
-            f"{_name(moving)}: registration onto {_name(fixed)} failed ({last}). Check that both images show "
+            f"{moving_name}: registration onto {fixed_name} failed ({last}). Check that both images show "
             "the same anatomy with some overlap; if they start far apart, align them roughly by hand first "
             "(e.g. in Slicer's Transforms module), or skip registration (--no-register) if they are already aligned."
         ) from None
@@ -252,11 +263,12 @@ def register(
     singular = np.linalg.svd(matrix[:3, :3], compute_uv=False)
     if not np.all(np.isfinite(matrix)) or singular.min() < 0.67 or singular.max() > 1.5:
         raise InputError(
-            f"{_name(moving)}: registration onto {_name(fixed)} diverged (scaling {np.round(singular, 2)}). "
+            f"{moving_name}: registration onto {fixed_name} diverged (scaling {np.round(singular, 2)}). "
             "Check that the images show the same anatomy; try kind='rigid' or align them roughly by hand first."
         )
     registered = resample_to(moving, fixed, matrix, "linear")
-    return RegistrationResult(registered, matrix, time.perf_counter() - start, float(metric) if metric is not None else None)
+    seconds = time.perf_counter() - start
+    return RegistrationResult(registered, matrix, seconds, float(metric) if metric is not None else None)
 
 
 _INTERPOLATORS = {"linear": "sitkLinear", "nearest": "sitkNearestNeighbor", "bspline": "sitkBSpline"}
