@@ -313,7 +313,8 @@ class MMGANTrainer:
             raise
         finally:
             if self.writer:
-                self.writer.flush()
+                self.writer.close()
+                self.writer = None
         checksum = float(sum(p.double().sum().item() for p in self.generator.parameters()))
         in_sync = ranks_agree(checksum, self.context)
         return {"epochs_done": self.state.epoch, "global_step": self.state.global_step,

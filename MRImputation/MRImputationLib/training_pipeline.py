@@ -164,6 +164,10 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
                         "train_subjects": len(split.train), "train_slices": len(dataset)})
         if context.is_main:
             write_text(run / "summary.json", json.dumps(summary, indent=2))
+        if context.enabled:  # no rank tears the group down while another still writes or talks
+            import torch.distributed as dist
+
+            dist.barrier()
         return summary
     finally:
         shutdown_distributed()
