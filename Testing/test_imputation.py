@@ -40,6 +40,15 @@ def _inputs(patient: Path, *names: str) -> dict:
     return {n: patient / f"sub-900_{n}.nii.gz" for n in names}
 
 
+def test_the_bundle_records_the_normalization_its_training_slices_went_through(tiny_bundle):
+    """Imputation repeats what the bundle records, so it must be what training used (read from the
+    run's slice cache), not a constant."""
+    cache = json.loads((tiny_bundle.parent / "run" / "cache" / "index.json").read_text())
+    used = next(iter(next(iter(cache["subjects"].values()))["normalization"].values()))
+    recorded = json.loads((tiny_bundle / "bundle.json").read_text())["normalization"]
+    assert recorded == {k: used[k] for k in ("method", "lower_percentile", "upper_percentile")}
+
+
 def test_missing_contrast_is_written_on_the_reference_grid_with_a_report(tiny_bundle, patient, tmp_path):
     report = impute(tiny_bundle, _inputs(patient, "T1", "T2"), tmp_path / "out", ImputeOptions(n4=False))
     synthetic = read_volume(tmp_path / "out" / "PD_synthetic.nii.gz")

@@ -109,6 +109,18 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(preprocessed
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
+def test_training_into_a_finished_run_without_resume_is_refused(preprocessed, tmp_path, capsys):
+    """A second `train` into the same folder would mix two runs' histories and checkpoints."""
+    from MRImputationLib.cli import main
+
+    _train(preprocessed, tmp_path / "run", "--epochs", "1", "--steps-per-epoch", "1")
+    history = (tmp_path / "run" / "history.jsonl").read_text()
+    assert main(["train", str(preprocessed), "--out", str(tmp_path / "run"), "--config", "tiny",
+                 "--progress", "none"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (tmp_path / "run" / "history.jsonl").read_text() == history
+
+
 def test_resume_without_a_run_is_a_clear_error(preprocessed, tmp_path):
     from MRImputationLib.cli import main
 

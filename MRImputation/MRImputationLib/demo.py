@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,8 @@ def run_demo(out: Path, progress: Progress, data: Path | None = None, hide: str 
         progress.log(f"[3/4] training a tiny MM-GAN on CPU (a minute or two) -> {bundle}")
         train_subjects = [s.subject for s in subjects[:-1]]
         split = Split(train=train_subjects[:-1], val=train_subjects[-1:], test=[held_out.subject], seed=0)
+        if run.exists():  # left by an interrupted demo: the demo owns this folder, start it again
+            shutil.rmtree(run)
         run.mkdir(parents=True, exist_ok=True)
         split.save(run / "requested_split.json")
         train_run(preprocessed, run, "tiny", DEMO_TRAINING, split_file=run / "requested_split.json", progress=progress)

@@ -52,8 +52,7 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
         version=version,
         contrasts=list(contrasts.names),
         reference=contrasts.reference,
-        normalization={"method": preprocess.get("normalization", "percentile"), "lower_percentile": 0.5,
-                       "upper_percentile": 99.5},
+        normalization=_normalization(run, preprocess.get("normalization", "percentile")),
         preprocessing={"n4": preprocess.get("n4", True), "registration": preprocess.get("registration_kind", "rigid"),
                        "slicing": {"size": model["image_size"], "crop": config["crop"],
                                    "skip_empty": config["skip_empty"], "margin_mm": 8.0}},
@@ -71,3 +70,19 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
     if as_zip or bundle.suffix == ".zip":
         return zip_bundle(folder, folder.with_suffix(".zip"))
     return folder
+
+
+def _normalization(run: Path, method: str) -> dict:
+    """The normalization the training slices went through, as recorded in the run's slice cache
+    (imputation must repeat it exactly); the current default for `method` if the cache is gone."""
+    from dataclasses import asdict
+
+    from .normalization import NormalizationConfig
+
+    index = run / "cache" / "index.json"
+    if index.exists():
+        for subject in json.loads(index.read_text()).get("subjects", {}).values():
+            for params in subject.get("normalization", {}).values():
+                return {key: params.get(key) for key in ("method", "lower_percentile", "upper_percentile")}
+    config = asdict(NormalizationConfig(method=method))
+    return {key: config[key] for key in ("method", "lower_percentile", "upper_percentile")}

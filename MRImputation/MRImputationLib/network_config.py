@@ -22,6 +22,7 @@ from .errors import InputError
 
 NORMS = ("instance", "none")
 OUTPUT_ACTIVATIONS = ("relu", "none", "tanh")
+HEADS = ("mmgan", "full-resolution")
 CONDITIONS = ("full", "imputed")
 FAKE_TARGETS = ("per_channel", "zeros")
 
@@ -48,6 +49,11 @@ class GeneratorConfig:
     norm: str = "instance"  # instance norm without affine parameters, or "none"
     output_activation: str = "relu"  # authors: ReLU for non-negative intensities ("tanh" for [-1, 1] data)
     extra_input_channels: int = 0  # e.g. an availability mask or 2.5-D neighbouring slices
+    # "mmgan": the authors' head (nearest x2, 4x4 conv), which builds every output pixel from
+    # half-resolution features. "full-resolution" (this project's): the upsampled decoder output is
+    # concatenated with the generator's own input and refined by two 3x3 convs, so detail that the
+    # given contrasts show at voxel scale reaches the output.
+    head: str = "mmgan"
 
     def widths(self) -> list[int]:
         """Output channels of each down-block, shallowest first."""
@@ -72,6 +78,8 @@ class GeneratorConfig:
             raise InputError(
                 f"generator output_activation {self.output_activation!r}: choose one of {', '.join(OUTPUT_ACTIVATIONS)}."
             )
+        if self.head not in HEADS:
+            raise InputError(f"generator head {self.head!r}: choose one of {', '.join(HEADS)}.")
         if self.extra_input_channels < 0:
             raise InputError(f"generator extra_input_channels {self.extra_input_channels}: must be >= 0.")
 

@@ -8,6 +8,8 @@ authors' `GeneratorUNet` and `Discriminator` (trane293/mm-gan) layer for layer:
 * up-block: 4x4 transposed conv, stride 2, no bias -> instance norm -> ReLU -> dropout (first
   `dropout_blocks`) -> concatenation with the matching down-block's output
 * head: nearest upsample x2 -> zero-pad (left 1, top 1) -> 4x4 conv with bias -> ReLU
+  (this project's "full-resolution" head instead: 4x4 transposed conv x2 -> ReLU -> concatenation
+  with the generator's input -> 3x3 conv -> ReLU -> 3x3 conv with bias -> output activation)
 * discriminator: 4x4 stride-2 convs with bias (no norm on the first) + LeakyReLU 0.2, zero-pad,
   4x4 conv without bias to one real/fake map per contrast, no sigmoid (least-squares GAN)
 * conv weights ~ N(0, 0.02); biases keep PyTorch's default initialisation, as in the authors' code.
@@ -83,11 +85,23 @@ class UNetGenerator(nn.Module):
             dropout = config.dropout if j < config.dropout_blocks else 0.0
             self.up.append(UpBlock(previous, out_width, use_norm, dropout))
             previous = 2 * out_width
-        head: list[nn.Module] = [
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.ZeroPad2d((1, 0, 1, 0)),
-            nn.Conv2d(previous, out_channels, 4, padding=1),
-        ]
+        self.full_resolution = config.head == "full-resolution"
+        if self.full_resolution:
+            width = widths[0]
+            self.lift = nn.Sequential(
+                nn.ConvTranspose2d(previous, width, 4, stride=2, padding=1, bias=False), nn.ReLU(inplace=True)
+            )
+            head: list[nn.Module] = [
+                nn.Conv2d(width + in_channels, width, 3, padding=1, bias=False),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, out_channels, 3, padding=1),
+            ]
+        else:
+            head = [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.ZeroPad2d((1, 0, 1, 0)),
+                nn.Conv2d(previous, out_channels, 4, padding=1),
+            ]
         if config.output_activation == "relu":
             head.append(nn.ReLU())
         elif config.output_activation == "tanh":
@@ -95,13 +109,15 @@ class UNetGenerator(nn.Module):
         self.head = nn.Sequential(*head)
 
     def forward(self, x: Tensor) -> Tensor:
-        skips = []
+        inputs, skips = x, []
         for block in self.down:
             x = block(x)
             skips.append(x)
         # The innermost output is where decoding starts; the others are skips, deepest first.
         for block, skip in zip(self.up, skips[-2::-1]):
             x = block(x, skip)
+        if self.full_resolution:
+            x = torch.cat((self.lift(x), inputs), dim=1)
         return self.head(x)
 
 

@@ -118,6 +118,9 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
                 raise InputError(f"{run}: cannot resume, {', '.join(missing)} missing; start a new run without --resume.")
             saved = {**json.loads((run / "config.json").read_text()), "stop_after_steps": None}  # a per-call setting
             config = apply_overrides(TrainConfig.from_dict(saved), **(overrides or {}))
+        elif (run / "history.jsonl").exists():
+            raise InputError(f"{run}: already holds a training run (history.jsonl); continue it with --resume, or "
+                             "train into a new --out folder.")
         elif isinstance(config, TrainConfig):
             config = apply_overrides(config, **(overrides or {}))
         else:
