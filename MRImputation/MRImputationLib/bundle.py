@@ -164,7 +164,7 @@ def zip_bundle(folder: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
     return zip_path
 
 
-class _Source:
+class BundleSource:
     """Reads the files of a bundle folder or of a zipped one (flat, or inside one top-level folder)."""
 
     def __init__(self, path: Path) -> None:
@@ -218,7 +218,7 @@ class _Source:
             self.archive.close()
 
 
-def _parse_document(source: _Source) -> tuple[BundleInfo, dict]:
+def _parse_document(source: BundleSource) -> tuple[BundleInfo, dict]:
     where = str(source.path)
     try:
         document = json.loads(source.read(INFO_FILE, limit=MAX_INFO_BYTES).decode("utf-8"))
@@ -247,7 +247,7 @@ def _parse_document(source: _Source) -> tuple[BundleInfo, dict]:
 
 def read_bundle_info(path: str | os.PathLike) -> tuple[BundleInfo, dict]:
     """The description of the bundle at `path` (folder or .zip) and the raw `bundle.json`; no torch needed."""
-    source = _Source(Path(path))
+    source = BundleSource(Path(path))
     try:
         return _parse_document(source)
     finally:
@@ -263,7 +263,7 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    source = _Source(Path(path))
+    source = BundleSource(Path(path))
     try:
         info, document = _parse_document(source)
         weights: dict[str, dict[str, torch.Tensor]] = {}

@@ -26,7 +26,7 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from .atomic import atomic_directory
-from .bundle import INFO_FILE, BundleInfo, _Source, read_bundle_info
+from .bundle import INFO_FILE, BundleInfo, BundleSource, read_bundle_info
 from .errors import InputError
 
 CATALOGUE_FORMAT = 1
@@ -229,7 +229,7 @@ def verify_bundle(path: str | os.PathLike) -> BundleInfo:
     """Check every weights file of a bundle (folder or .zip) against bundle.json's SHA-256, without torch."""
     path = Path(path)
     info, document = read_bundle_info(path)
-    source = _Source(path)
+    source = BundleSource(path)
     try:
         for name, entry in document["files"].items():
             if source.archive is None:
@@ -296,7 +296,7 @@ class ModelStore:
         if target.exists() and not replace:
             raise InputError(f"{info.name} {info.version} is already installed in {target}; clear it or import "
                              "a bundle with another version.")
-        reader = _Source(source)
+        reader = BundleSource(source)
         try:
             with atomic_directory(target) as tmp:
                 for name in (INFO_FILE, *document["files"]):
