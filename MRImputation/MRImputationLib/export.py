@@ -75,14 +75,11 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
 def _normalization(run: Path, method: str) -> dict:
     """The normalization the training slices went through, as recorded in the run's slice cache
     (imputation must repeat it exactly); the current default for `method` if the cache is gone."""
-    from dataclasses import asdict
-
     from .normalization import NormalizationConfig
 
     index = run / "cache" / "index.json"
     if index.exists():
         for subject in json.loads(index.read_text()).get("subjects", {}).values():
             for params in subject.get("normalization", {}).values():
-                return {key: params.get(key) for key in ("method", "lower_percentile", "upper_percentile")}
-    config = asdict(NormalizationConfig(method=method))
-    return {key: config[key] for key in ("method", "lower_percentile", "upper_percentile")}
+                return NormalizationConfig.from_record(params).to_record()
+    return NormalizationConfig(method=method).to_record()

@@ -166,9 +166,7 @@ def impute(model_path: str | Path, inputs: dict, out: str | Path, options: Imput
     _check_overlap(pre.volumes, mask, reference)
     timings["preprocess_s"] = round(time.monotonic() - t, 2)
 
-    recorded = model.info.get("normalization", {})  # repeat exactly what the bundle was trained with
-    norm = NormalizationConfig(**{k: recorded[k] for k in ("method", "lower_percentile", "upper_percentile")
-                                  if recorded.get(k) is not None})
+    norm = NormalizationConfig.from_record(model.info.get("normalization", {}))  # as the bundle was trained
     params = {name: fit_normalization(v, pre.mask, norm) for name, v in pre.volumes.items()}
     frame = pre.volumes[reference]
     stack = np.zeros((len(contrasts), *frame.shape), np.float32)

@@ -39,6 +39,21 @@ class NormalizationConfig:
     upper_percentile: float = 99.5
     clip: bool = False
 
+    RECORD_KEYS = ("method", "lower_percentile", "upper_percentile")  # what bundles record
+
+    @classmethod
+    def from_record(cls, record: dict) -> "NormalizationConfig":
+        """The configuration named by a bundle's `normalization` entry or a parameters record; keys
+        that are absent or None keep the defaults.
+
+        >>> NormalizationConfig.from_record({"method": "percentile", "lower_percentile": 1.0, "offset": 3.0})
+        NormalizationConfig(method='percentile', lower_percentile=1.0, upper_percentile=99.5, clip=False)
+        """
+        return cls(**{key: record[key] for key in cls.RECORD_KEYS if record.get(key) is not None})
+
+    def to_record(self) -> dict:
+        return {key: getattr(self, key) for key in self.RECORD_KEYS}
+
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown normalization method {self.method!r}; use one of {', '.join(METHODS)}")
