@@ -13,6 +13,7 @@ from MRImputationLib import network_config, networks  # noqa: E402
 from MRImputationLib.errors import InputError  # noqa: E402
 from MRImputationLib.network_config import PRESETS, GeneratorConfig, ModelConfig, preset  # noqa: E402
 from MRImputationLib.networks import (  # noqa: E402
+    AvailabilityLinearPath,
     UNetGenerator,
     build_discriminator,
     build_generator,
@@ -28,6 +29,12 @@ def tiny(contrasts: int = 3, **changes) -> ModelConfig:
     import dataclasses
 
     return dataclasses.replace(preset("tiny", contrasts), **changes)
+
+
+def tiny_generator(**changes) -> GeneratorConfig:
+    import dataclasses
+
+    return dataclasses.replace(preset("tiny", 3).generator, **changes)
 
 
 def test_docstring_examples_run():
@@ -165,8 +172,9 @@ def test_channels_last_gives_the_same_output():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_generator_traces_without_graph_breaks():
-    generator = build_generator(tiny(3)).eval()
+@pytest.mark.parametrize("linear_path", [False, True])
+def test_generator_traces_without_graph_breaks(linear_path):
+    generator = build_generator(tiny(3, generator=tiny_generator(linear_path=linear_path))).eval()
     exported = torch.export.export(generator, (torch.rand(1, 3, 32, 32),))
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
@@ -227,3 +235,30 @@ def test_full_resolution_head_passes_voxel_scale_detail_that_the_mmgan_head_lose
 def test_an_unknown_head_is_refused_naming_the_choices():
     with pytest.raises(InputError, match="full-resolution"):
         GeneratorConfig(head="bilinear").validate()
+
+
+def test_linear_path_keeps_one_affine_map_per_pattern_of_given_contrasts():
+    path = AvailabilityLinearPath(3)
+    path.set_map((True, False, False), 1, 0.5, [2.0])  # only contrast 0 given: contrast 1 = 2 c0 + 0.5
+    path.set_map((True, False, True), 1, 0.0, [0.0, -1.0])  # contrasts 0 and 2 given: contrast 1 = -c2
+    c0, c2 = torch.rand(1, 1, 8, 8) + 0.1, torch.rand(1, 1, 8, 8) + 0.1
+    zeros = torch.zeros(1, 1, 8, 8)
+    only_0 = path(torch.cat((c0, zeros, zeros), dim=1))
+    torch.testing.assert_close(only_0[:, 1:2], 2 * c0 + 0.5)
+    assert only_0[:, [0, 2]].abs().max() == 0
+    both = path(torch.cat((c0, zeros, c2), dim=1))
+    torch.testing.assert_close(both[:, 1:2], -c2)
+    mixed_batch = path(torch.cat((torch.cat((c0, zeros, zeros), dim=1), torch.cat((c0, zeros, c2), dim=1))))
+    torch.testing.assert_close(mixed_batch, torch.cat((only_0, both)))
+
+
+def test_an_untrained_generator_with_the_linear_path_outputs_exactly_the_linear_map():
+    generator = build_generator(tiny(3, generator=tiny_generator(linear_path=True))).eval()
+    assert not any(name.startswith("linear_path") for name, _ in generator.named_parameters())  # fixed, not trained
+    generator.linear_path.set_map((True, False, True), 1, 0.5, [1.0, -2.0])
+    x = torch.rand(2, 3, 32, 32)
+    x[:, 1] = 0
+    with torch.no_grad():
+        output = generator(x)
+    torch.testing.assert_close(output[:, 1], torch.relu(0.5 + x[:, 0] - 2 * x[:, 2]))
+    assert output[:, [0, 2]].abs().max() == 0  # nothing mapped there yet; the U-Net's residual starts at zero

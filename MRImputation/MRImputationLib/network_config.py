@@ -54,6 +54,10 @@ class GeneratorConfig:
     # concatenated with the generator's own input and refined by two 3x3 convs, so detail that the
     # given contrasts show at voxel scale reaches the output.
     head: str = "mmgan"
+    # This project's: add the linear baseline's voxel-wise map of the given contrasts (least squares
+    # on the training slices, one per pattern of given contrasts, then fixed) before the output
+    # activation, so the U-Net learns the residual (see networks.py).
+    linear_path: bool = False
 
     def widths(self) -> list[int]:
         """Output channels of each down-block, shallowest first."""

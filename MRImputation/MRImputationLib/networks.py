@@ -10,6 +10,10 @@ authors' `GeneratorUNet` and `Discriminator` (trane293/mm-gan) layer for layer:
 * head: nearest upsample x2 -> zero-pad (left 1, top 1) -> 4x4 conv with bias -> ReLU
   (this project's "full-resolution" head instead: 4x4 transposed conv x2 -> ReLU -> concatenation
   with the generator's input -> 3x3 conv -> ReLU -> 3x3 conv with bias -> output activation)
+* optional (this project's, off in the presets): an availability-conditioned linear path, the
+  linear baseline's voxel-wise affine map of the given contrasts (one per pattern of given
+  contrasts, fitted on the training slices and then fixed), added to the head's output before the
+  output activation, so the U-Net learns the residual
 * discriminator: 4x4 stride-2 convs with bias (no norm on the first) + LeakyReLU 0.2, zero-pad,
   4x4 conv without bias to one real/fake map per contrast, no sigmoid (least-squares GAN)
 * conv weights ~ N(0, 0.02); biases keep PyTorch's default initialisation, as in the authors' code.
@@ -102,11 +106,10 @@ class UNetGenerator(nn.Module):
                 nn.ZeroPad2d((1, 0, 1, 0)),
                 nn.Conv2d(previous, out_channels, 4, padding=1),
             ]
-        if config.output_activation == "relu":
-            head.append(nn.ReLU())
-        elif config.output_activation == "tanh":
-            head.append(nn.Tanh())
         self.head = nn.Sequential(*head)
+        activations = {"relu": nn.ReLU(), "tanh": nn.Tanh()}
+        self.activation = activations.get(config.output_activation, nn.Identity())
+        self.linear_path = AvailabilityLinearPath(out_channels) if config.linear_path else None
 
     def forward(self, x: Tensor) -> Tensor:
         inputs, skips = x, []
@@ -118,7 +121,51 @@ class UNetGenerator(nn.Module):
             x = block(x, skip)
         if self.full_resolution:
             x = torch.cat((self.lift(x), inputs), dim=1)
-        return self.head(x)
+        x = self.head(x)
+        if self.linear_path is not None:
+            x = x + self.linear_path(inputs)
+        return self.activation(x)
+
+
+class AvailabilityLinearPath(nn.Module):
+    """A fixed voxel-wise affine map from the given contrasts to every output channel, with its own
+    coefficients for each pattern of given contrasts (2**N tables of N x (N + 1) numbers).
+
+    Which contrasts are given is read off the input (implicit conditioning feeds a missing contrast
+    as all zeros), so the generator's interface is unchanged. The coefficients are buffers, not
+    parameters: training sets them once to the least-squares fit on the training slices (the
+    linear baseline, `set_map`) and the U-Net learns what remains. All zero until then, which makes
+    the generator the plain U-Net.
+
+    >>> path = AvailabilityLinearPath(3)
+    >>> path(torch.ones(2, 3, 8, 8)).abs().max().item()
+    0.0
+    """
+
+    def __init__(self, contrasts: int) -> None:
+        super().__init__()
+        self.contrasts = contrasts
+        self.register_buffer("weight", torch.zeros(2**contrasts, contrasts, contrasts))
+        self.register_buffer("bias", torch.zeros(2**contrasts, contrasts))
+        self.register_buffer("place_values", 2 ** torch.arange(contrasts), persistent=False)
+
+    @torch.no_grad()
+    def set_map(self, available, target: int, intercept: float, weights) -> None:
+        """Contrast `target` = intercept + sum of weights x given contrasts, when exactly the contrasts
+        flagged in `available` (one bool per contrast, in order) are given."""
+        given = [i for i, a in enumerate(available) if a]
+        if len(weights) != len(given):
+            raise ValueError(f"{len(weights)} weights for {len(given)} given contrasts")
+        pattern = sum(2**i for i in given)
+        self.weight[pattern, target] = 0.0
+        self.weight[pattern, target, given] = torch.as_tensor(weights, dtype=self.weight.dtype)
+        self.bias[pattern, target] = float(intercept)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        given = inputs[:, : self.contrasts]
+        pattern = ((given.abs().amax(dim=(2, 3)) > 0).long() * self.place_values).sum(dim=1)
+        mapped = torch.einsum("boi,bihw->bohw", self.weight[pattern].to(given.dtype), given)
+        return mapped + self.bias[pattern].to(given.dtype)[:, :, None, None]
 
 
 class PatchDiscriminator(nn.Module):
@@ -166,6 +213,10 @@ def build_generator(config: ModelConfig) -> UNetGenerator:
     config.validate()
     generator = UNetGenerator(config.input_channels, config.contrasts, config.generator)
     init_weights(generator)
+    if generator.linear_path is not None:  # start as the linear path alone: the U-Net adds a residual from zero
+        last = [layer for layer in generator.head if isinstance(layer, nn.Conv2d)][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
     return generator
 
 

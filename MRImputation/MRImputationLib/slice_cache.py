@@ -333,6 +333,12 @@ class SliceDataset(_Dataset):
             image, mask = image.flip(-1), mask.flip(-1)
         return image, mask
 
+    def subject_stacks(self):
+        """Per subject, its cached slices as a (contrasts, slices, H, W) stack and the (slices, H, W)
+        brain mask: the layout `LinearImputer.fit` reads."""
+        for images, masks in self._open():
+            yield np.moveaxis(images, 1, 0), masks
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_arrays"] = None  # memory maps are reopened in each worker, never pickled

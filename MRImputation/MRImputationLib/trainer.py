@@ -77,6 +77,18 @@ class TrainState:
     epoch_steps: int = 0
 
 
+def start_from_linear_regression(path, dataset, contrasts: ContrastSet) -> None:
+    """Set the generator's linear path to the voxel-wise least-squares fit (the linear baseline) on
+    the training slices, every scenario, so training starts from the baseline and learns the rest.
+    Deterministic, so every DDP rank computes the same; a resumed run overwrites it from its checkpoint."""
+    from .linear_baseline import LinearImputer
+
+    fitted = LinearImputer(contrasts).fit(dataset.subject_stacks())
+    for bits, solved in fitted.coefficients.items():
+        for target, (intercept, weights) in solved.items():
+            path.set_map(Scenario(bits).mask, target, intercept, weights)
+
+
 class MMGANTrainer:
     """Trains one MM-GAN on a slice cache; the same object runs on one process or under torchrun."""
 
@@ -91,6 +103,8 @@ class MMGANTrainer:
         self.curriculum = Curriculum.load(config.curriculum, contrasts)
         torch.manual_seed(config.seed)
         self.generator = build_generator(model_config).to(self.device)
+        if self.generator.linear_path is not None:
+            start_from_linear_regression(self.generator.linear_path, dataset, contrasts)
         self.discriminator = build_discriminator(model_config).to(self.device)
         self.cuda = self.device.type == "cuda"
         if self.cuda and config.channels_last:
