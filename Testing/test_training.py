@@ -174,7 +174,7 @@ def test_short_training_beats_the_untrained_network_in_every_scenario(tiny_bundl
 
 def test_the_linear_path_holds_the_linear_baseline_of_the_training_slices_and_stays_fixed(preprocessed, tmp_path):
     """With `"linear_path": true` the generator starts from voxel-wise least squares on the training
-    subjects' slices (the linear baseline) and only the U-Net trains."""
+    subjects' slices (the linear baseline), only the U-Net trains, and the bundle keeps the path."""
     from MRImputationLib.linear_baseline import LinearImputer
     from MRImputationLib.slice_cache import SliceDataset
     from MRImputationLib.splits import Split
@@ -198,3 +198,9 @@ def test_the_linear_path_holds_the_linear_baseline_of_the_training_slices_and_st
             assert float(weights["linear_path.bias"][pattern, target]) == pytest.approx(intercept, rel=1e-5, abs=1e-6)
             fitted.extend(np.abs(coefficients))
     assert max(fitted) > 0.5  # a real fit, not the zero start
+
+    from MRImputationLib.export import export_run
+    from MRImputationLib.model_loading import load_model
+
+    bundled = load_model(export_run(run, tmp_path / "bundle")).generator.linear_path
+    assert torch.equal(bundled.weight, weights["linear_path.weight"]) and torch.equal(bundled.bias, weights["linear_path.bias"])

@@ -9,7 +9,7 @@ voxel-wise linear baseline fitted on the same two training cases (fitted and sco
 fold). Three cases are far too few for a useful model: this shows the harness working on real
 scans and where each method stands, not a clinical result.
 
-    python Testing/Benchmarks/bench_real_training.py [--data ../shared/data/real] [--epochs 3] [--out FILE.md]
+    python Testing/Benchmarks/bench_real_training.py [--data ../shared/data/real] [--epochs 3] [--folds CASE,...] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/mrimpute-bench-real"))
     parser.add_argument("--epochs", type=int, default=3, help="training epochs per model and fold")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--folds", help="comma-separated held-out cases (default: every case in turn)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     progress = Progress("none")
@@ -58,7 +59,7 @@ def main() -> None:
         preprocess_folder(args.data, preprocessed, PreprocessConfig(register=False, qc=False), jobs=1, progress=progress)
     subjects = [s.subject for s in discover_subjects(args.data)]
     rows = []
-    for test in subjects:
+    for test in args.folds.split(",") if args.folds else subjects:
         train = [s for s in subjects if s != test]
         split_file = args.work / f"split-{test}.json"
         Split(train=train, val=[], test=[test], seed=0).save(split_file)
