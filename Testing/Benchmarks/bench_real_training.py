@@ -28,11 +28,10 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "real"
 MODELS = {
     "tiny": {"model": "tiny", "model_overrides": {"image_size": 128}, "batch_size": 8, "lr": 1e-3,
              "curriculum": "none", "crop": "brain", "skip_empty": True},
-    "tiny+linear-path": {"model": "tiny", "model_overrides": {"image_size": 128, "generator": {"linear_path": True}},
-                         "batch_size": 8, "lr": 1e-3, "curriculum": "none", "crop": "brain", "skip_empty": True},
     "mmgan-reduced": {"model": "mmgan-reduced", "batch_size": 8, "lr": 2e-4, "curriculum": "mmgan",
                       "crop": "brain", "skip_empty": True},
 }
+MODELS["tiny+linear-path"] = {**MODELS["tiny"], "model_overrides": {"image_size": 128, "generator": {"linear_path": True}}}
 
 
 def main() -> None:
@@ -59,7 +58,11 @@ def main() -> None:
         preprocess_folder(args.data, preprocessed, PreprocessConfig(register=False, qc=False), jobs=1, progress=progress)
     subjects = [s.subject for s in discover_subjects(args.data)]
     rows = []
-    for test in args.folds.split(",") if args.folds else subjects:
+    folds = args.folds.split(",") if args.folds else subjects
+    unknown = sorted(set(folds) - set(subjects))
+    if unknown:
+        parser.error(f"--folds {', '.join(unknown)}: not in {args.data}; the cases are {', '.join(subjects)}")
+    for test in folds:
         train = [s for s in subjects if s != test]
         split_file = args.work / f"split-{test}.json"
         Split(train=train, val=[], test=[test], seed=0).save(split_file)
