@@ -172,9 +172,9 @@ def test_channels_last_gives_the_same_output():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("linear_path", [False, True])
-def test_generator_traces_without_graph_breaks(linear_path):
-    generator = build_generator(tiny(3, generator=tiny_generator(linear_path=linear_path))).eval()
+@pytest.mark.parametrize("paths", [{}, {"linear_path": True}, {"linear_path": True, "voxel_path_width": 8}])
+def test_generator_traces_without_graph_breaks(paths):
+    generator = build_generator(tiny(3, generator=tiny_generator(**paths))).eval()
     exported = torch.export.export(generator, (torch.rand(1, 3, 32, 32),))
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
@@ -252,8 +252,9 @@ def test_linear_path_keeps_one_affine_map_per_pattern_of_given_contrasts():
     torch.testing.assert_close(mixed_batch, torch.cat((only_0, both)))
 
 
-def test_an_untrained_generator_with_the_linear_path_outputs_exactly_the_linear_map():
-    generator = build_generator(tiny(3, generator=tiny_generator(linear_path=True))).eval()
+@pytest.mark.parametrize("voxel_path_width", [0, 16])
+def test_an_untrained_generator_with_the_linear_path_outputs_exactly_the_linear_map(voxel_path_width):
+    generator = build_generator(tiny(3, generator=tiny_generator(linear_path=True, voxel_path_width=voxel_path_width))).eval()
     assert not any(name.startswith("linear_path") for name, _ in generator.named_parameters())  # fixed, not trained
     generator.linear_path.set_map((True, False, True), 1, 0.5, [1.0, -2.0])
     x = torch.rand(2, 3, 32, 32)
@@ -262,3 +263,38 @@ def test_an_untrained_generator_with_the_linear_path_outputs_exactly_the_linear_
         output = generator(x)
     torch.testing.assert_close(output[:, 1], torch.relu(0.5 + x[:, 0] - 2 * x[:, 2]))
     assert output[:, [0, 2]].abs().max() == 0  # nothing mapped there yet; the U-Net's residual starts at zero
+
+
+def test_voxel_path_learns_a_non_linear_voxel_wise_mapping_per_pattern_that_the_unet_alone_misses():
+    """Missing contrast 2 is c0 x c1 at the same voxel when both are given, and sqrt(c0) when only c0
+    is: voxel-scale random textures, so only a voxel-exact mapping helps. After the same short
+    training the generator with the voxel path is far closer than the authors' U-Net alone."""
+    def trained_error(voxel_path_width: int) -> float:
+        torch.manual_seed(0)
+        generator = build_generator(tiny(generator=tiny_generator(dropout=0.0, voxel_path_width=voxel_path_width)))
+        optimizer = torch.optim.Adam(generator.parameters(), lr=1e-2)
+
+        def batch():
+            c0, c1 = torch.rand(8, 1, 32, 32) + 0.1, torch.rand(8, 1, 32, 32) + 0.1
+            both, only_c0 = torch.arange(8)[:, None, None, None] < 4, torch.arange(8)[:, None, None, None] >= 4
+            target = torch.where(both, c0 * c1, c0.sqrt())
+            x = torch.cat((c0, torch.where(only_c0, torch.zeros(()), c1), torch.zeros_like(c0)), dim=1)
+            return x, target
+
+        for _ in range(200):
+            x, target = batch()
+            loss = (generator(x)[:, 2:3] - target).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        x, target = batch()
+        with torch.no_grad():
+            return float((generator(x)[:, 2:3] - target).pow(2).mean())
+
+    with_path, without = trained_error(16), trained_error(0)
+    assert with_path < 0.25 * without, (with_path, without)
+
+
+def test_a_negative_voxel_path_width_is_refused():
+    with pytest.raises(InputError, match="voxel_path_width"):
+        GeneratorConfig(voxel_path_width=-1).validate()

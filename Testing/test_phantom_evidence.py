@@ -1,15 +1,16 @@
 """Issue 3's evidence on the phantom: a short CPU training of `tiny` against the linear baseline.
 
 The README's "MM-GAN against linear regression on the phantom" setting, as a test with a fixed
-seed: 8 phantom subjects, 160 epochs of `tiny` with the linear path (the generator starts from the
-linear baseline of its training slices and the U-Net learns the residual), MM-GAN's loss, scored
-with `mrimpute evaluate` on the 2 held-out test subjects beside the linear baseline.
+seed: 8 phantom subjects, 160 epochs of `tiny` with this project's two generator paths (the fixed
+linear path: the generator starts from the linear baseline of its training slices; the learned
+voxel path: a small per-voxel MLP beside the U-Net), MM-GAN's loss, scored with `mrimpute
+evaluate` on the 2 held-out test subjects beside the linear baseline.
 
-What it asserts is what was measured to hold, with margins: every single-input cell beats linear
-regression by more than 0.75 dB, every two-input cell (where the phantom's contrasts are nearly a
-linear function of the two given ones) stays within 0.75 dB of it, and the mean over all cells
-beats it by more than 0.5 dB. `tiny` without the linear path loses the two-input cells by 1.3 to
-2.7 dB (README), so this test would fail for it. About 2.5 minutes on one CPU core.
+It asserts that every one of the nine cells (scenario x missing contrast) beats linear regression
+by more than 0.2 dB and the mean by more than 1 dB. Measured with this seed: +0.41 to +4.12 dB per
+cell, +1.80 mean; with training seeds 1 and 2 (other splits) every cell was ahead too (README).
+Plain `tiny` loses the two-input cells by 1.3 to 2.7 dB, and `tiny` with the linear path alone ties
+them (-0.07 to -0.32 dB), so this test would fail for either. About 3 minutes on one CPU core.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-SETTINGS = {"model": "tiny", "model_overrides": {"image_size": 64, "generator": {"linear_path": True}},
+SETTINGS = {"model": "tiny", "model_overrides": {"image_size": 64, "generator": {"linear_path": True, "voxel_path_width": 32}},
             "epochs": 160, "lr_halve_every": 40, "batch_size": 8, "lr": 1e-3, "curriculum": "none",
             "crop": "brain", "skip_empty": True, "augment_flip": True, "validate_every": 40}
 
 
-def test_tiny_with_the_linear_path_beats_linear_regression_where_it_is_not_already_near_optimal(tmp_path: Path):
+def test_tiny_with_the_linear_and_voxel_paths_beats_linear_regression_in_every_scenario(tmp_path: Path):
     from MRImputationLib.evaluation_pipeline import evaluate_model
     from MRImputationLib.parallel_preprocessing import preprocess_folder
     from MRImputationLib.phantom import PhantomConfig, write_phantom
@@ -44,9 +45,6 @@ def test_tiny_with_the_linear_path_beats_linear_regression_where_it_is_not_alrea
             cells.setdefault((row["scenario"], row["contrast"]), {})[row["method"]] = row["psnr_mean"]
     assert len(cells) == 9  # 3 two-input scenarios x 1 missing + 3 single-input x 2 missing
     margins = {cell: psnr["tiny"] - psnr["linear"] for cell, psnr in cells.items()}
-    for (scenario, contrast), margin in margins.items():
-        if scenario.count("1") == 1:
-            assert margin > 0.75, (scenario, contrast, margins)
-        else:
-            assert margin > -0.75, (scenario, contrast, margins)
-    assert np.mean(list(margins.values())) > 0.5, margins
+    for cell, margin in margins.items():
+        assert margin > 0.2, (cell, margins)
+    assert np.mean(list(margins.values())) > 1.0, margins

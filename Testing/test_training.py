@@ -204,3 +204,21 @@ def test_the_linear_path_holds_the_linear_baseline_of_the_training_slices_and_st
 
     bundled = load_model(export_run(run, tmp_path / "bundle")).generator.linear_path
     assert torch.equal(bundled.weight, weights["linear_path.weight"]) and torch.equal(bundled.bias, weights["linear_path.bias"])
+
+
+def test_the_voxel_path_starts_at_zero_trains_with_the_generator_and_survives_export(preprocessed, tmp_path):
+    from MRImputationLib.export import export_run
+    from MRImputationLib.model_loading import load_model
+
+    config = tmp_path / "voxel.json"
+    config.write_text(json.dumps({"model": "tiny", "model_overrides": {"generator": {"voxel_path_width": 8}},
+                                  "epochs": 1, "steps_per_epoch": 3, "batch_size": 8, "lr": 1e-3,
+                                  "curriculum": "none", "crop": "brain", "skip_empty": True}))
+    run = tmp_path / "run"
+    _train(preprocessed, run, config=str(config))
+    weights = _weights(run)
+    output_layer = weights["voxel_path.mlp.4.weight"]
+    assert output_layer.shape == (3, 8, 1, 1) and output_layer.abs().max() > 0  # built at zero, moved by training
+    bundled = load_model(export_run(run, tmp_path / "bundle")).generator.voxel_path.state_dict()
+    for name, tensor in bundled.items():
+        assert torch.equal(tensor, weights[f"voxel_path.{name}"]), name

@@ -58,6 +58,9 @@ class GeneratorConfig:
     # on the training slices, one per pattern of given contrasts, then fixed) before the output
     # activation, so the U-Net learns the residual (see networks.py).
     linear_path: bool = False
+    # This project's: a learned voxel-wise MLP (this many hidden units; 0 = none) from the given
+    # contrasts and the availability pattern, added before the output activation (see networks.py).
+    voxel_path_width: int = 0
 
     def widths(self) -> list[int]:
         """Output channels of each down-block, shallowest first."""
@@ -84,6 +87,8 @@ class GeneratorConfig:
             )
         if self.head not in HEADS:
             raise InputError(f"generator head {self.head!r}: choose one of {', '.join(HEADS)}.")
+        if self.voxel_path_width < 0:
+            raise InputError(f"generator voxel_path_width {self.voxel_path_width}: must be >= 0 (0: no voxel path).")
         if self.extra_input_channels < 0:
             raise InputError(f"generator extra_input_channels {self.extra_input_channels}: must be >= 0.")
 

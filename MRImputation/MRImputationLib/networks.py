@@ -13,7 +13,8 @@ authors' `GeneratorUNet` and `Discriminator` (trane293/mm-gan) layer for layer:
 * optional (this project's, off in the presets): an availability-conditioned linear path, the
   linear baseline's voxel-wise affine map of the given contrasts (one per pattern of given
   contrasts, fitted on the training slices and then fixed), added to the head's output before the
-  output activation, so the U-Net learns the residual
+  output activation, so the U-Net learns the residual; and a learned voxel-wise path, a small MLP
+  (1x1 convs) from each voxel's given contrasts and the availability pattern, added there too
 * discriminator: 4x4 stride-2 convs with bias (no norm on the first) + LeakyReLU 0.2, zero-pad,
   4x4 conv without bias to one real/fake map per contrast, no sigmoid (least-squares GAN)
 * conv weights ~ N(0, 0.02); biases keep PyTorch's default initialisation, as in the authors' code.
@@ -110,6 +111,7 @@ class UNetGenerator(nn.Module):
         activations = {"relu": nn.ReLU(), "tanh": nn.Tanh()}
         self.activation = activations.get(config.output_activation, nn.Identity())
         self.linear_path = AvailabilityLinearPath(out_channels) if config.linear_path else None
+        self.voxel_path = AvailabilityVoxelPath(out_channels, config.voxel_path_width) if config.voxel_path_width else None
 
     def forward(self, x: Tensor) -> Tensor:
         inputs, skips = x, []
@@ -124,7 +126,15 @@ class UNetGenerator(nn.Module):
         x = self.head(x)
         if self.linear_path is not None:
             x = x + self.linear_path(inputs)
+        if self.voxel_path is not None:
+            x = x + self.voxel_path(inputs)
         return self.activation(x)
+
+
+def given_contrasts(inputs: Tensor, contrasts: int) -> Tensor:
+    """Which contrasts each input gives, (batch, contrasts) bool: implicit conditioning feeds a
+    missing contrast as all zeros, so this is read off the input itself."""
+    return inputs[:, :contrasts].abs().amax(dim=(2, 3)) > 0
 
 
 class AvailabilityLinearPath(nn.Module):
@@ -163,9 +173,48 @@ class AvailabilityLinearPath(nn.Module):
 
     def forward(self, inputs: Tensor) -> Tensor:
         given = inputs[:, : self.contrasts]
-        pattern = ((given.abs().amax(dim=(2, 3)) > 0).long() * self.place_values).sum(dim=1)
+        pattern = (given_contrasts(inputs, self.contrasts).long() * self.place_values).sum(dim=1)
         mapped = torch.einsum("boi,bihw->bohw", self.weight[pattern].to(given.dtype), given)
         return mapped + self.bias[pattern].to(given.dtype)[:, :, None, None]
+
+
+class AvailabilityVoxelPath(nn.Module):
+    """A learned voxel-wise map: a small MLP (1x1 convs, `width` hidden units, two hidden layers) from
+    each voxel's given contrasts and the availability pattern to every output channel.
+
+    The authors' U-Net sees its input only through stride-2 convolutions and builds each output
+    pixel from half-resolution features, so a non-linear intensity mapping that is exact at voxel
+    scale (T2 from T1 and PD at the same voxel) is hard for it to express; this path expresses it
+    directly, and the U-Net adds spatial context. Its last layer starts at zero (`build_generator`),
+    so it begins as no change and is trained with the rest of the generator.
+
+    >>> path = AvailabilityVoxelPath(3, 16)
+    >>> path(torch.ones(2, 3, 8, 8)).shape
+    torch.Size([2, 3, 8, 8])
+    """
+
+    def __init__(self, contrasts: int, width: int) -> None:
+        super().__init__()
+        self.contrasts = contrasts
+        self.mlp = nn.Sequential(
+            nn.Conv2d(2 * contrasts, width, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, contrasts, 1),
+        )
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default initialisation for the hidden layers (N(0, 0.02) would start them nearly
+        dead at this width), zero for the output layer."""
+        for layer in self.mlp:
+            if isinstance(layer, nn.Conv2d):
+                layer.reset_parameters()
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        given = inputs[:, : self.contrasts]
+        available = given_contrasts(inputs, self.contrasts).to(given.dtype)[:, :, None, None].expand_as(given)
+        return self.mlp(torch.cat((given, available), dim=1))
 
 
 class PatchDiscriminator(nn.Module):
@@ -217,6 +266,8 @@ def build_generator(config: ModelConfig) -> UNetGenerator:
         last = [layer for layer in generator.head if isinstance(layer, nn.Conv2d)][-1]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
+    if generator.voxel_path is not None:
+        generator.voxel_path.reset_parameters()
     return generator
 
 

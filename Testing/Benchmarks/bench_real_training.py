@@ -1,7 +1,8 @@
 """Bounded-time training on the three shared real cases: train on two, test on the third, rotate.
 
 For each fold, `tiny`, `tiny` with the linear path (the generator starts from the linear
-baseline and learns a residual) and a reduced MM-GAN (`mmgan-reduced`: the faithful design,
+baseline and learns a residual), `tiny` with the linear path and the learned voxel path (a small
+per-voxel MLP beside the U-Net) and a reduced MM-GAN (`mmgan-reduced`: the faithful design,
 narrower and shallower, at 128 px) are trained for a fixed number of epochs on CPU (an epoch is every
 non-empty slice of the two training cases once, in batches of 8; the table reports the steps this
 came to), then scored with the project metric (EVALUATION.md) on the held-out case beside the
@@ -32,12 +33,14 @@ MODELS = {
                       "crop": "brain", "skip_empty": True},
 }
 MODELS["tiny+linear-path"] = {**MODELS["tiny"], "model_overrides": {"image_size": 128, "generator": {"linear_path": True}}}
+MODELS["tiny+linear+voxel-path"] = {
+    **MODELS["tiny"], "model_overrides": {"image_size": 128, "generator": {"linear_path": True, "voxel_path_width": 32}}}
 
 
 def main() -> None:
     from MRImputationLib.discovery import discover_subjects
     from MRImputationLib.evaluation_pipeline import evaluate_model
-    from MRImputationLib.parallel_preprocessing import MANIFEST_NAME, preprocess_folder
+    from MRImputationLib.parallel_preprocessing import preprocess_folder
     from MRImputationLib.preprocessing import PreprocessConfig
     from MRImputationLib.progress import Progress
     from MRImputationLib.splits import Split
@@ -54,8 +57,12 @@ def main() -> None:
     args = parser.parse_args()
     progress = Progress("none")
     preprocessed = args.work / "preprocessed"
-    if not (preprocessed / MANIFEST_NAME).exists():  # the cases are co-registered already: N4 + mask only
-        preprocess_folder(args.data, preprocessed, PreprocessConfig(register=False, qc=False), jobs=1, progress=progress)
+    # Always redone (about a minute): a folder left by an older version of the code would silently
+    # score other intensities (N4 changed once, and moved TCGA-DU-7294's linear baseline by 0.65 dB).
+    if preprocessed.exists():
+        shutil.rmtree(preprocessed)
+    # The cases are co-registered already: N4 + mask only.
+    preprocess_folder(args.data, preprocessed, PreprocessConfig(register=False, qc=False), jobs=1, progress=progress)
     subjects = [s.subject for s in discover_subjects(args.data)]
     rows = []
     folds = args.folds.split(",") if args.folds else subjects
