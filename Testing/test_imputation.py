@@ -63,6 +63,18 @@ def test_missing_contrast_is_written_on_the_reference_grid_with_a_report(tiny_bu
     assert np.abs(synthetic.array[mask]).mean() > 0
 
 
+def test_imputing_gives_the_callers_torch_thread_count_back(tiny_bundle, patient, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        impute(tiny_bundle, _inputs(patient, "T1", "T2"), tmp_path / "out", ImputeOptions(n4=False))
+        assert torch.get_num_threads() == 1  # it used every core meanwhile; training in this process keeps one
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_inputs_in_another_orientation_and_spacing_land_on_the_reference_grid(tiny_bundle, patient, tmp_path):
     t2 = sitk.ReadImage(str(patient / "sub-900_T2.nii.gz"))
     flipped = sitk.Flip(t2, [True, True, False])  # a RAS-style storage of the same anatomy

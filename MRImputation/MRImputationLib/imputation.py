@@ -127,7 +127,21 @@ class _Staging:
 
 def impute(model_path: str | Path, inputs: dict, out: str | Path, options: ImputeOptions | None = None,
            progress: Progress | None = None, references: dict | None = None) -> dict:
-    """Synthesize the missing contrasts; returns the report (also written as OUT/report.json)."""
+    """Synthesize the missing contrasts; returns the report (also written as OUT/report.json).
+
+    On CPU it uses every core, and gives the caller's torch thread count back when done (Slicer
+    and training code in the same process keep theirs)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _impute(model_path, inputs, out, options, progress, references)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: ImputeOptions | None,
+            progress: Progress | None, references: dict | None) -> dict:
     import torch
 
     from .gan_imputer import GanImputer, InferenceOptions
