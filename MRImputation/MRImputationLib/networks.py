@@ -203,8 +203,8 @@ class AvailabilityVoxelPath(nn.Module):
         )
 
     def reset_parameters(self) -> None:
-        """PyTorch's default initialisation for the hidden layers (N(0, 0.02) would start them nearly
-        dead at this width), zero for the output layer."""
+        """PyTorch's default initialisation for the hidden layers (not MM-GAN's N(0, 0.02): this path is
+        not the authors', and the default is what it was measured with), zero for the output layer."""
         for layer in self.mlp:
             if isinstance(layer, nn.Conv2d):
                 layer.reset_parameters()
