@@ -109,6 +109,29 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(preprocessed
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
+def test_a_resumed_run_with_the_linear_and_voxel_paths_equals_an_uninterrupted_one(preprocessed, tmp_path):
+    """The linear path is fitted once when a run starts and comes back from the checkpoint on
+    --resume; the voxel path's weights and Adam moments resume like the U-Net's."""
+    from MRImputationLib.cli import main
+
+    settings = {"model": "tiny", "model_overrides": {"generator": {"linear_path": True, "voxel_path_width": 8}},
+                "epochs": 2, "batch_size": 8, "lr": 1e-3, "curriculum": "none", "crop": "brain", "skip_empty": True,
+                "steps_per_epoch": 4, "seed": 5}
+    straight, stop = tmp_path / "straight.json", tmp_path / "stop.json"
+    straight.write_text(json.dumps(settings))
+    stop.write_text(json.dumps({**settings, "stop_after_steps": 3}))
+    _train(preprocessed, tmp_path / "straight", config=str(straight))
+    split = tmp_path / "straight" / "split.json"
+    assert main(["train", str(preprocessed), "--out", str(tmp_path / "resumed"), "--config", str(stop),
+                 "--split", str(split), "--progress", "none"]) == 0
+    assert main(["train", str(preprocessed), "--out", str(tmp_path / "resumed"), "--resume", "--progress", "none"]) == 0
+    assert json.loads((tmp_path / "resumed" / "summary.json").read_text())["global_step"] == 8
+    straight_weights, resumed_weights = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert straight_weights.keys() == resumed_weights.keys()
+    assert {"linear_path.weight", "voxel_path.mlp.4.weight"} <= straight_weights.keys()
+    assert all(torch.equal(straight_weights[k], resumed_weights[k]) for k in straight_weights)
+
+
 def test_training_into_a_finished_run_without_resume_is_refused(preprocessed, tmp_path, capsys):
     """A second `train` into the same folder would mix two runs' histories and checkpoints."""
     from MRImputationLib.cli import main

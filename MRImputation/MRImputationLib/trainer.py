@@ -80,7 +80,8 @@ class TrainState:
 def start_from_linear_regression(path, dataset, contrasts: ContrastSet) -> None:
     """Set the generator's linear path to the voxel-wise least-squares fit (the linear baseline) on
     the training slices, every scenario, so training starts from the baseline and learns the rest.
-    Deterministic, so every DDP rank computes the same; a resumed run overwrites it from its checkpoint."""
+    Deterministic (no random draws), so every DDP rank computes the same; done once, when a run
+    starts (`MMGANTrainer.fit` at step 0), never again on --resume."""
     from .linear_baseline import LinearImputer
 
     fitted = LinearImputer(contrasts).fit(dataset.subject_stacks())
@@ -103,8 +104,6 @@ class MMGANTrainer:
         self.curriculum = Curriculum.load(config.curriculum, contrasts)
         torch.manual_seed(config.seed)
         self.generator = build_generator(model_config).to(self.device)
-        if self.generator.linear_path is not None:
-            start_from_linear_regression(self.generator.linear_path, dataset, contrasts)
         self.discriminator = build_discriminator(model_config).to(self.device)
         self.cuda = self.device.type == "cuda"
         if self.cuda and config.channels_last:
@@ -255,6 +254,8 @@ class MMGANTrainer:
         total = cfg.epochs * steps_per_epoch
         steps_this_call = 0
         stopped_early = False
+        if self.generator.linear_path is not None and self.state.global_step == 0:  # a resumed run has it in its checkpoint
+            start_from_linear_regression(self.generator.linear_path, self.dataset, self.contrasts)
         start = time.monotonic()
         try:
             while self.state.epoch < cfg.epochs:

@@ -56,24 +56,28 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     progress = Progress("none")
-    preprocessed = args.work / "preprocessed"
-    # Always redone (about a minute): a folder left by an older version of the code would silently
-    # score other intensities (N4 changed once, and moved TCGA-DU-7294's linear baseline by 0.65 dB).
-    if preprocessed.exists():
-        shutil.rmtree(preprocessed)
-    # The cases are co-registered already: N4 + mask only.
-    preprocess_folder(args.data, preprocessed, PreprocessConfig(register=False, qc=False), jobs=1, progress=progress)
     subjects = [s.subject for s in discover_subjects(args.data)]
-    rows = []
     folds = args.folds.split(",") if args.folds else subjects
     unknown = sorted(set(folds) - set(subjects))
     if unknown:
         parser.error(f"--folds {', '.join(unknown)}: not in {args.data}; the cases are {', '.join(subjects)}")
+    models = args.models.split(",")
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        parser.error(f"--models {', '.join(unknown)}: not known; choose from {', '.join(MODELS)}")
+    preprocessed = args.work / "preprocessed"
+    # Always redone (35 s here): a folder left by an older version of the code would silently score
+    # other intensities (N4 changed once, and moved TCGA-DU-7294's linear baseline by 0.65 dB).
+    if preprocessed.exists():
+        shutil.rmtree(preprocessed)
+    # The cases are co-registered already: N4 + mask only.
+    preprocess_folder(args.data, preprocessed, PreprocessConfig(register=False, qc=False), jobs=1, progress=progress)
+    rows = []
     for test in folds:
         train = [s for s in subjects if s != test]
         split_file = args.work / f"split-{test}.json"
         Split(train=train, val=[], test=[test], seed=0).save(split_file)
-        for index, name in enumerate(args.models.split(",")):
+        for index, name in enumerate(models):
             run = args.work / f"run-{name}-{test}"
             if run.exists():  # `train` refuses to continue a finished run without --resume
                 shutil.rmtree(run)
