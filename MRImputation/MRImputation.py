@@ -61,7 +61,7 @@ class MRImputationWidget(ScriptedLoadableModuleWidget):
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.setup(self)
-        from MRImputationLib.panel import ImputationPanel
+        from MRImputationLib.slicer.imputation_panel import ImputationPanel
 
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/MRImputation.ui"))
         self.layout.addWidget(uiWidget)
@@ -121,21 +121,21 @@ class MRImputationLogic(ScriptedLoadableModuleLogic):
 
     def modelStore(self):
         """Installed models in Slicer's cache folder, and the catalogue shipped in Resources/models.json."""
-        from MRImputationLib.model_store import ModelStore, default_models_folder
+        from MRImputationLib.models.store import ModelStore, default_models_folder
 
         catalogue = os.path.join(os.path.dirname(__file__), "Resources", "models.json")
         return ModelStore(default_models_folder(slicer.app.cachePath), catalogue)
 
     def implementation(self):
         if self._impl is None:
-            from MRImputationLib.slicer_logic import ImputationLogic
+            from MRImputationLib.slicer.imputation_logic import ImputationLogic
 
             self._impl = ImputationLogic(self.modelStore())
         return self._impl
 
     @staticmethod
     def _options(options):
-        from MRImputationLib.impute_logic import ImputationOptions
+        from MRImputationLib.slicer.imputation_decisions import ImputationOptions
 
         return ImputationOptions(**options) if isinstance(options, dict) else options
 
@@ -152,7 +152,7 @@ class MRImputationLogic(ScriptedLoadableModuleLogic):
         :param options: ImputationOptions or a dict of its fields (n4, register, device, precision, uncertainty, self_check)
         """
         if ensureDependencies:
-            from MRImputationLib.dependencies import ensure_in_slicer
+            from MRImputationLib.slicer.dependencies import ensure_in_slicer
 
             ensure_in_slicer()
         return self.implementation().impute(inputs, model, self._options(options), on_progress, on_log)
@@ -183,7 +183,9 @@ class MRImputationTest(ScriptedLoadableModuleTest):
         import time
         from pathlib import Path
 
-        from MRImputationLib import dependencies, self_test_data, slicer_bridge
+        from MRImputationLib.slicer import dependencies
+        from MRImputationLib.slicer import self_test_data
+        from MRImputationLib.slicer import bridge as slicer_bridge
 
         absent = dependencies.missing()
         self.assertFalse(absent, "install first (open the module and click Impute once, or PyTorch Utils): "

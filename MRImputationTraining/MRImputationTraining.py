@@ -3,7 +3,7 @@
 Slicer glue only; the work is in MRImputationLib (imported inside functions, so loading the module
 costs nothing): the panel in training_panel.py, decisions in training_logic.py, the child process in
 training_job.py, curves in training_plots.py. Training runs the same code as the headless script
-train.py (MRImputationLib.headless_training) in a child process; the model store is MR Imputation's.
+train.py (MRImputationLib.pipelines.headless_training) in a child process; the model store is MR Imputation's.
 """
 
 from typing import Annotated
@@ -63,7 +63,7 @@ class MRImputationTrainingWidget(ScriptedLoadableModuleWidget):
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.setup(self)
-        from MRImputationLib.training_panel import TrainingPanel
+        from MRImputationLib.slicer.training_panel import TrainingPanel
 
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/MRImputationTraining.ui"))
         self.layout.addWidget(uiWidget)
@@ -121,14 +121,14 @@ class MRImputationTrainingLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def summarizeData(folder):
-        """The subjects of `folder` and the contrasts each has (MRImputationLib.training_logic.DataSummary)."""
-        from MRImputationLib.training_logic import summarize_data
+        """The subjects of `folder` and the contrasts each has (MRImputationLib.slicer.training_decisions.DataSummary)."""
+        from MRImputationLib.slicer.training_decisions import summarize_data
 
         return summarize_data(folder)
 
     @staticmethod
     def _settings(settings):
-        from MRImputationLib.training_logic import TrainingSettings
+        from MRImputationLib.slicer.training_decisions import TrainingSettings
 
         return TrainingSettings(**settings) if isinstance(settings, dict) else settings
 
@@ -138,17 +138,17 @@ class MRImputationTrainingLogic(ScriptedLoadableModuleLogic):
         :param settings: TrainingSettings or a dict of its fields (data, out, preset, contrasts, epochs, batch_size,
             device, resume, evaluate, export, install, steps_per_epoch)
         """
-        from MRImputationLib.training_job import start_training
+        from MRImputationLib.slicer.training_job import start_training
 
         return start_training(self._settings(settings), models_folder=self.modelStore().ensure_folder(),
                               on_progress=on_progress, on_log=on_log, on_epoch=on_epoch, on_finished=on_finished)
 
     def train(self, settings, timeout=None, ensureDependencies=True):
         """Blocking training for scripts; returns the finished job (raises with the reason if it failed)."""
-        from MRImputationLib.slicer_logic import idle_events
+        from MRImputationLib.slicer.imputation_logic import idle_events
 
         if ensureDependencies:
-            from MRImputationLib.dependencies import ensure_in_slicer
+            from MRImputationLib.slicer.dependencies import ensure_in_slicer
 
             ensure_in_slicer(requester="MR Imputation Training")
         job = self.startTraining(settings)
@@ -188,10 +188,10 @@ class MRImputationTrainingTest(ScriptedLoadableModuleTest):
         import time
         from pathlib import Path
 
-        from MRImputationLib import dependencies
-        from MRImputationLib.parallel_preprocessing import preprocess_folder
-        from MRImputationLib.phantom import PhantomConfig, write_phantom
-        from MRImputationLib.preprocessing import PreprocessConfig
+        from MRImputationLib.slicer import dependencies
+        from MRImputationLib.preprocessing.folder import preprocess_folder
+        from MRImputationLib.data.phantom import PhantomConfig, write_phantom
+        from MRImputationLib.preprocessing.subject import PreprocessConfig
 
         absent = dependencies.missing()
         self.assertFalse(absent, "install first (open MR Imputation and click Impute once, or PyTorch Utils): "

@@ -9,7 +9,7 @@ The options are those of `mrimpute train` (--config, --epochs, --resume, ...; se
 --no-evaluate, --no-export, --bundle PATH and --install [MODELS_FOLDER]. Progress goes to stdout as
 one JSON object per line unless stdout is a terminal (`--progress bar|json|none` chooses); exit codes:
 0 done, 1 failed, 2 bad input (the message says what to fix), 130 cancelled (continue with --resume).
-Everything is in MRImputationLib.headless_training; this file only finds the library and calls it.
+Everything is in MRImputationLib.pipelines.headless_training; this file only finds the library and calls it.
 """
 
 import sys
@@ -29,14 +29,14 @@ def _find_library() -> None:
 def build_parser():
     """The script's argument parser (mrimpute train's options, defined once in the library)."""
     _find_library()
-    from MRImputationLib.headless_training import build_parser as library_parser
+    from MRImputationLib.pipelines.headless_training import build_parser as library_parser
 
     return library_parser()
 
 
 def main(argv=None) -> int:
     _find_library()
-    from MRImputationLib.headless_training import main as library_main
+    from MRImputationLib.pipelines.headless_training import main as library_main
 
     return library_main(argv)
 

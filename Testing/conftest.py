@@ -30,7 +30,7 @@ def real_case(case: Path) -> Path:
 @pytest.fixture(scope="session")
 def phantom_folder(tmp_path_factory) -> Path:
     """Two small misaligned phantom subjects (T1, T2, PD) written once per test session."""
-    from MRImputationLib.phantom import PhantomConfig, write_phantom
+    from MRImputationLib.data.phantom import PhantomConfig, write_phantom
 
     out = tmp_path_factory.mktemp("phantom")
     write_phantom(out, 2, PhantomConfig(shape=(64, 64, 40), misalignment="rigid"), seed=7)
@@ -40,11 +40,11 @@ def phantom_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A `tiny` MM-GAN bundle trained for a few dozen steps on aligned phantom subjects."""
-    from MRImputationLib.export import export_run
-    from MRImputationLib.parallel_preprocessing import preprocess_folder
-    from MRImputationLib.phantom import PhantomConfig, write_phantom
-    from MRImputationLib.preprocessing import PreprocessConfig
-    from MRImputationLib.training_pipeline import train_run
+    from MRImputationLib.pipelines.export import export_run
+    from MRImputationLib.preprocessing.folder import preprocess_folder
+    from MRImputationLib.data.phantom import PhantomConfig, write_phantom
+    from MRImputationLib.preprocessing.subject import PreprocessConfig
+    from MRImputationLib.pipelines.train import train_run
 
     root = tmp_path_factory.mktemp("tiny_bundle")
     write_phantom(root / "raw", 4, PhantomConfig(shape=(48, 48, 32), misalignment="none", bias_strength=0.05), seed=21)

@@ -8,10 +8,10 @@ import pytest
 from scipy import ndimage
 
 from conftest import LPS_CASE, real_case
-from MRImputationLib.bias import BiasCorrectionResult, N4Config, correct_bias
-from MRImputationLib.errors import InputError
-from MRImputationLib.io import read_volume
-from MRImputationLib.volume import Volume
+from MRImputationLib.preprocessing.bias import BiasCorrectionResult, N4Config, correct_bias
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.core.io import read_volume
+from MRImputationLib.core.volume import Volume
 
 WM, GM, CSF = 1, 2, 3
 

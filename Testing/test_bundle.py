@@ -10,8 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from MRImputationLib import bundle as bundle_module  # noqa: E402
-from MRImputationLib.bundle import (  # noqa: E402
+from MRImputationLib.models import bundle as bundle_module  # noqa: E402
+from MRImputationLib.models.bundle import (  # noqa: E402
     BUNDLE_FORMAT,
     BundleInfo,
     load_bundle,
@@ -19,9 +19,9 @@ from MRImputationLib.bundle import (  # noqa: E402
     write_bundle,
     zip_bundle,
 )
-from MRImputationLib.errors import InputError  # noqa: E402
-from MRImputationLib.network_config import preset  # noqa: E402
-from MRImputationLib.networks import build_discriminator, build_generator  # noqa: E402
+from MRImputationLib.core.errors import InputError  # noqa: E402
+from MRImputationLib.models.mmgan.config import preset  # noqa: E402
+from MRImputationLib.models.mmgan.networks import build_discriminator, build_generator  # noqa: E402
 
 
 def make_info(**changes) -> BundleInfo:
@@ -98,7 +98,7 @@ def test_reading_the_description_works_without_torch(bundle_folder):
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['safetensors'] = None; "
         f"sys.path.insert(0, {str(library)!r}); "
-        "from MRImputationLib.bundle import read_bundle_info; "
+        "from MRImputationLib.models.bundle import read_bundle_info; "
         f"print(read_bundle_info({str(bundle_folder)!r})[0].name)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

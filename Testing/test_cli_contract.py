@@ -49,7 +49,7 @@ def test_bad_input_on_a_terminal_style_run_prints_a_readable_message(tmp_path):
 
 
 def test_one_broken_subject_is_reported_and_the_others_are_kept(tmp_path):
-    from MRImputationLib.phantom import PhantomConfig, write_phantom
+    from MRImputationLib.data.phantom import PhantomConfig, write_phantom
 
     write_phantom(tmp_path / "raw", 2, PhantomConfig(shape=(32, 32, 20)), seed=1)
     (tmp_path / "raw" / "sub-001" / "sub-001_T2.nii.gz").write_bytes(b"damaged")

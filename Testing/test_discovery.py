@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import REAL_DATA, real_case
-from MRImputationLib.discovery import discover_subjects
-from MRImputationLib.errors import InputError
+from MRImputationLib.data.discovery import discover_subjects
+from MRImputationLib.core.errors import InputError
 
 
 def _touch(folder, *names):

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from MRImputationLib.errors import InputError
-from MRImputationLib.evaluation import EvalSubject, EvaluationResult, evaluate
-from MRImputationLib.linear_baseline import LinearImputer
-from MRImputationLib.modalities import IXI, Scenario
-from MRImputationLib.reports import write_report
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.evaluation.harness import EvalSubject, EvaluationResult, evaluate
+from MRImputationLib.models.linear import LinearImputer
+from MRImputationLib.core.contrasts import IXI, Scenario
+from MRImputationLib.evaluation.reports import write_report
 
 SHAPE = (6, 32, 32)
 

@@ -26,7 +26,7 @@ INDEX_ENTRY = REPO / "MRImputation.json"
 TRAINING = REPO / "MRImputationTraining"
 TRAINING_FILE = TRAINING / "MRImputationTraining.py"
 TRAINING_UI = TRAINING / "Resources" / "UI" / "MRImputationTraining.ui"
-TRAINING_GLUE = (TRAINING_FILE, REPO / "MRImputation" / "MRImputationLib" / "training_panel.py")
+TRAINING_GLUE = (TRAINING_FILE, REPO / "MRImputation" / "MRImputationLib" / "slicer" / "training_panel.py")
 LIGHT_IMPORTS = {"__future__", "os", "typing", "logging", "pathlib", "slicer", "vtk", "qt", "ctk"}
 # The extensions index's catalog entry schema (Slicer/Slicer Schemas/slicer-extension-catalog-entry-schema-v1.0.x):
 # required fields, and every field it allows with its JSON type (additionalProperties: false).
@@ -224,7 +224,7 @@ def test_the_headless_script_takes_mrimpute_train_s_options_from_the_one_definit
     after_training = {"--no-evaluate", "--no-export", "--bundle", "--install"}
     assert set(script) - set(train) == after_training
     assert {k: v for k, v in script.items() if k in train} == train
-    for path in (TRAINING / "train.py", REPO / "MRImputation" / "MRImputationLib" / "headless_training.py"):
+    for path in (TRAINING / "train.py", REPO / "MRImputation" / "MRImputationLib" / "pipelines" / "headless_training.py"):
         defined = {a.value for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
                    if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"
                    for a in node.args if isinstance(a, ast.Constant)}

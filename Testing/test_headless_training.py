@@ -38,9 +38,9 @@ def _events(stdout: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def preprocessed(tmp_path_factory) -> Path:
     """Three aligned 48×48×32 phantom subjects, preprocessed without N4 and registration (seconds)."""
-    from MRImputationLib.parallel_preprocessing import preprocess_folder
-    from MRImputationLib.phantom import PhantomConfig, write_phantom
-    from MRImputationLib.preprocessing import PreprocessConfig
+    from MRImputationLib.preprocessing.folder import preprocess_folder
+    from MRImputationLib.data.phantom import PhantomConfig, write_phantom
+    from MRImputationLib.preprocessing.subject import PreprocessConfig
 
     root = tmp_path_factory.mktemp("headless")
     write_phantom(root / "raw", 3, PhantomConfig(shape=(48, 48, 32), misalignment="none"), seed=5)
@@ -72,7 +72,7 @@ def test_one_run_trains_evaluates_exports_and_installs_with_exit_0(trained):
     assert bundle["metrics"]["test"], "the bundle carries the test metrics of the evaluation"
     assert bundle["name"] == f"tiny-T1-T2-PD-{run.name}" == final["installed"]["name"]
 
-    from MRImputationLib.model_store import ModelStore
+    from MRImputationLib.models.store import ModelStore
 
     assert [c.id for c in ModelStore(models).installed()] == [final["installed"]["id"]]
 

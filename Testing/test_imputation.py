@@ -17,14 +17,14 @@ import SimpleITK as sitk
 
 from conftest import REPO
 from MRImputationLib.cli import main
-from MRImputationLib.errors import InputError
-from MRImputationLib.gan_imputer import GanImputer, InferenceOptions
-from MRImputationLib.imputation import ImputeOptions, impute
-from MRImputationLib.io import read_volume
-from MRImputationLib.metrics import project_metrics
-from MRImputationLib.model_loading import load_model
-from MRImputationLib.phantom import PhantomConfig, make_subject, write_subject
-from MRImputationLib.slice_cache import CacheConfig
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.imputation.gan_imputer import GanImputer, InferenceOptions
+from MRImputationLib.pipelines.impute import ImputeOptions, impute
+from MRImputationLib.core.io import read_volume
+from MRImputationLib.evaluation.metrics import project_metrics
+from MRImputationLib.models.loading import load_model
+from MRImputationLib.data.phantom import PhantomConfig, make_subject, write_subject
+from MRImputationLib.training.slice_cache import CacheConfig
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +126,9 @@ def test_inputs_that_do_not_overlap_are_refused(tiny_bundle, patient, tmp_path):
 
 def _naive_and_fast(tiny_bundle, patient, precision="fp32"):
     """The naive path (every slice, fp32, one at a time) and the fast one, on the same normalized stack."""
-    from MRImputationLib.datasets import load_subject
-    from MRImputationLib.masking import brain_mask
-    from MRImputationLib.normalization import NormalizationConfig, fit_normalization, normalize
+    from MRImputationLib.preprocessing.preprocessed import load_subject
+    from MRImputationLib.preprocessing.masking import brain_mask
+    from MRImputationLib.preprocessing.normalization import NormalizationConfig, fit_normalization, normalize
 
     model = load_model(tiny_bundle)
     volumes = {n: read_volume(patient / f"sub-900_{n}.nii.gz", n) for n in model.contrasts.names}

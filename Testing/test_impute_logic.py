@@ -7,12 +7,12 @@ import os
 import pytest
 
 from MRImputationLib.cli import build_parser
-from MRImputationLib.dependencies import (ANTSPYX, ANTSPYX_REAL_NEEDS, REQUIREMENTS, SLICER_BUNDLED, TORCH,
+from MRImputationLib.slicer.dependencies import (ANTSPYX, ANTSPYX_REAL_NEEDS, REQUIREMENTS, SLICER_BUNDLED, TORCH,
                                           install_plan, missing, status_text)
-from MRImputationLib.errors import InputError
-from MRImputationLib.impute_logic import (ImputationOptions, child_environment, compare_command, describe_devices,
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.slicer.imputation_decisions import (ImputationOptions, child_environment, compare_command, describe_devices,
                                           impute_command, lib_folder, prefill, provenance, selection_state)
-from MRImputationLib.modalities import BRATS, IXI
+from MRImputationLib.core.contrasts import BRATS, IXI
 
 
 @pytest.mark.parametrize("selected, valid, text", [

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from MRImputationLib.errors import InputError
-from MRImputationLib.ixi_download import DownloadError, DownloadMismatch, download, extract_tar, fetch_ixi
-from MRImputationLib.splits import Split
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.data.ixi import DownloadError, DownloadMismatch, download, extract_tar, fetch_ixi
+from MRImputationLib.data.splits import Split
 
 SUBJECTS = {  # subject -> contrasts it has; IXI014 lacks PD
     "IXI002-Guys-0828": ("T1", "T2", "PD"),

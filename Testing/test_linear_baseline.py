@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from MRImputationLib.errors import InputError
-from MRImputationLib.linear_baseline import LinearImputer
-from MRImputationLib.modalities import IXI, Scenario
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.models.linear import LinearImputer
+from MRImputationLib.core.contrasts import IXI, Scenario
 
 
 def linear_subject(seed, noise=0.0, shape=(4, 16, 16)):

@@ -7,9 +7,9 @@ import pytest
 from scipy import ndimage as ndi
 
 from conftest import BRAINLESION_CASE, LPS_CASE, real_case
-from MRImputationLib.io import read_volume
-from MRImputationLib.masking import brain_mask, head_mask, is_skull_stripped
-from MRImputationLib.volume import Volume
+from MRImputationLib.core.io import read_volume
+from MRImputationLib.preprocessing.masking import brain_mask, head_mask, is_skull_stripped
+from MRImputationLib.core.volume import Volume
 
 
 def synthetic_head(spacing=(1.5, 1.5, 2.0), seed: int = 0):

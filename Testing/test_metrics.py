@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from MRImputationLib.errors import InputError
-from MRImputationLib.metrics import evaluation_units, legacy_metrics, paired_test, project_metrics
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.evaluation.metrics import evaluation_units, legacy_metrics, paired_test, project_metrics
 
 
 def head(shape=(4, 40, 40), seed=0):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from MRImputationLib.errors import InputError
-from MRImputationLib.modalities import BRATS, IXI, ContrastSet, Scenario, contrast_from_filename, contrasts_in_folder
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.core.contrasts import BRATS, IXI, ContrastSet, Scenario, contrast_from_filename, contrasts_in_folder
 
 
 def test_three_contrasts_give_six_scenarios_easiest_first():

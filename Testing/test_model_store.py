@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from MRImputationLib.bundle import zip_bundle
-from MRImputationLib.errors import InputError
-from MRImputationLib.model_store import (_REQUIRED, CatalogueEntry, DownloadDeclined, ModelStore, default_models_folder,
+from MRImputationLib.models.bundle import zip_bundle
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.models.store import (_REQUIRED, CatalogueEntry, DownloadDeclined, ModelStore, default_models_folder,
                                          read_catalogue, verify_bundle)
-from MRImputationLib.self_test_data import SELF_TEST_MODEL, untrained_bundle
+from MRImputationLib.slicer.self_test_data import SELF_TEST_MODEL, untrained_bundle
 
 RESOURCES = REPO / "MRImputation" / "Resources"
 
@@ -179,7 +179,7 @@ def test_models_live_in_slicers_cache_folder_when_slicer_gives_one(tmp_path, mon
 
 
 def test_a_download_on_a_worker_thread_reports_progress_and_its_error(server, bundle_zip, tmp_path):
-    from MRImputationLib.background import BackgroundTask
+    from MRImputationLib.slicer.background import BackgroundTask
 
     url, _ = server
     store = ModelStore(tmp_path / "models")

@@ -17,7 +17,14 @@ MODULE = REPO / "MRImputation"
 MODULE_FILE = MODULE / "MRImputation.py"
 LIB = MODULE / "MRImputationLib"
 UI_FILE = MODULE / "Resources" / "UI" / "MRImputation.ui"
-GLUE_FILES = (MODULE_FILE, LIB / "panel.py")  # the files that use self.ui.<name>
+
+
+def _lib_files() -> list[Path]:
+    """Every Python file of the Lib, in its subpackages too."""
+    return sorted(p for p in LIB.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+GLUE_FILES = (MODULE_FILE, LIB / "slicer" / "imputation_panel.py")  # the files that use self.ui.<name>
 LIGHT_IMPORTS = {"__future__", "os", "typing", "logging", "pathlib", "slicer", "vtk", "qt", "ctk"}
 # Which widget class each parameter type binds to (parameterNodeWrapper's GUI connectors match exact classes).
 WIDGET_FOR_TYPE = {"bool": {"QCheckBox", "ctkCheckBox"}, "int": {"QSpinBox", "QSlider", "ctkSliderWidget"},
@@ -98,7 +105,7 @@ def test_mrml_widgets_get_the_scene_from_the_module_widget():
 def test_every_lib_file_and_resource_is_listed_in_cmake_and_exists():
     text = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
     scripts = _cmake_list(text, "MODULE_PYTHON_SCRIPTS")
-    on_disk = ["MRImputation.py"] + sorted(f"MRImputationLib/{p.name}" for p in LIB.glob("*.py"))
+    on_disk = ["MRImputation.py"] + sorted(f"MRImputationLib/{p.relative_to(LIB).as_posix()}" for p in _lib_files())
     unlisted, absent = sorted(set(on_disk) - set(scripts)), sorted(set(scripts) - set(on_disk))
     assert not unlisted, f"not packaged with the extension (add to MRImputation/CMakeLists.txt): {unlisted}"
     assert not absent, f"listed in MRImputation/CMakeLists.txt but missing: {absent}"
@@ -125,7 +132,7 @@ def test_the_module_file_imports_nothing_heavy_and_does_no_work_at_import():
 
 def test_the_lib_never_imports_slicer_qt_ctk_or_vtk_at_file_scope():
     offenders = []
-    for path in sorted(LIB.glob("*.py")):
+    for path in _lib_files():
         for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]

@@ -9,10 +9,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from MRImputationLib import network_config, networks  # noqa: E402
-from MRImputationLib.errors import InputError  # noqa: E402
-from MRImputationLib.network_config import PRESETS, GeneratorConfig, ModelConfig, preset  # noqa: E402
-from MRImputationLib.networks import (  # noqa: E402
+from MRImputationLib.models.mmgan import config as network_config  # noqa: E402
+from MRImputationLib.models.mmgan import networks  # noqa: E402
+from MRImputationLib.core.errors import InputError  # noqa: E402
+from MRImputationLib.models.mmgan.config import PRESETS, GeneratorConfig, ModelConfig, preset  # noqa: E402
+from MRImputationLib.models.mmgan.networks import (  # noqa: E402
     AvailabilityLinearPath,
     UNetGenerator,
     build_discriminator,

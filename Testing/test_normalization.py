@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import LPS_CASE, RAS_CASE, real_case
-from MRImputationLib.io import read_volume
-from MRImputationLib.masking import brain_mask
-from MRImputationLib.normalization import (
+from MRImputationLib.core.io import read_volume
+from MRImputationLib.preprocessing.masking import brain_mask
+from MRImputationLib.preprocessing.normalization import (
     NormalizationConfig,
     NormalizationParameters,
     denormalize,
@@ -18,7 +18,7 @@ from MRImputationLib.normalization import (
     fit_normalization,
     normalize,
 )
-from MRImputationLib.volume import Volume
+from MRImputationLib.core.volume import Volume
 
 
 def brain_like(seed: int = 0, scale: float = 1000.0, size: int = 20) -> tuple[Volume, Volume]:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from MRImputationLib.errors import InputError
-from MRImputationLib.io import read_volume
-from MRImputationLib.phantom import PhantomConfig, make_subject, write_phantom
-from MRImputationLib.phantom_anatomy import LABELS, make_labels
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.core.io import read_volume
+from MRImputationLib.data.phantom import PhantomConfig, make_subject, write_phantom
+from MRImputationLib.data.phantom_anatomy import LABELS, make_labels
 
 SMALL = (48, 48, 36)
 

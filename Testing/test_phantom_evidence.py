@@ -43,12 +43,12 @@ def test_tiny_with_the_linear_and_voxel_paths_beats_linear_regression_in_every_s
 
 
 def _margins_against_linear_regression(tmp_path: Path) -> dict:
-    from MRImputationLib.evaluation_pipeline import evaluate_model
-    from MRImputationLib.parallel_preprocessing import preprocess_folder
-    from MRImputationLib.phantom import PhantomConfig, write_phantom
-    from MRImputationLib.preprocessing import PreprocessConfig
-    from MRImputationLib.training_config import TrainConfig
-    from MRImputationLib.training_pipeline import train_run
+    from MRImputationLib.pipelines.evaluate import evaluate_model
+    from MRImputationLib.preprocessing.folder import preprocess_folder
+    from MRImputationLib.data.phantom import PhantomConfig, write_phantom
+    from MRImputationLib.preprocessing.subject import PreprocessConfig
+    from MRImputationLib.training.config import TrainConfig
+    from MRImputationLib.pipelines.train import train_run
 
     write_phantom(tmp_path / "raw", 8, PhantomConfig(shape=(64, 64, 40), misalignment="none", bias_strength=0.05), seed=11)
     preprocess_folder(tmp_path / "raw", tmp_path / "pre", PreprocessConfig(n4=False, register=False, qc=False))

@@ -12,11 +12,11 @@ import pytest
 
 from conftest import BRAINLESION_CASE, real_case
 from MRImputationLib.cli import main
-from MRImputationLib.demo import registration_errors
-from MRImputationLib.errors import InputError
-from MRImputationLib.io import read_volume
-from MRImputationLib.preprocessing import choose_reference
-from MRImputationLib.volume import Volume
+from MRImputationLib.pipelines.demo import registration_errors
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.core.io import read_volume
+from MRImputationLib.preprocessing.subject import choose_reference
+from MRImputationLib.core.volume import Volume
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,9 @@ def test_registration_undoes_the_phantoms_known_misalignment_to_within_a_millime
 
 
 def test_n4_field_correlates_with_the_phantoms_true_bias_field():
-    from MRImputationLib.bias import correct_bias
-    from MRImputationLib.masking import head_mask
-    from MRImputationLib.phantom import PhantomConfig, make_subject
+    from MRImputationLib.preprocessing.bias import correct_bias
+    from MRImputationLib.preprocessing.masking import head_mask
+    from MRImputationLib.data.phantom import PhantomConfig, make_subject
 
     # An adult-sized head (192 x 192 x 120 mm): N4's control-point spacing is set for real heads.
     # Measured here: T2 0.85, PD 0.85, T1 0.71 (its bright scalp fat); the phantom's own smooth

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from MRImputationLib.errors import EXIT_BAD_INPUT
-from MRImputationLib.impute_logic import ImputationOptions, child_environment, impute_command, lib_folder
-from MRImputationLib.process_runner import (ChildProcess, DoneEvent, ErrorEvent, LogEvent, ProgressEvent,
+from MRImputationLib.core.errors import EXIT_BAD_INPUT
+from MRImputationLib.slicer.imputation_decisions import ImputationOptions, child_environment, impute_command, lib_folder
+from MRImputationLib.slicer.process import (ChildProcess, DoneEvent, ErrorEvent, LogEvent, ProgressEvent,
                                             cancelled_exit_codes, parse_event)
 
 # What PythonSlicer does: a launcher process that starts the real Python as its child.
@@ -20,7 +20,7 @@ LAUNCHER = [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.c
 
 @pytest.fixture(scope="module")
 def patient(tmp_path_factory) -> Path:
-    from MRImputationLib.phantom import PhantomConfig, make_subject, write_subject
+    from MRImputationLib.data.phantom import PhantomConfig, make_subject, write_subject
 
     folder = tmp_path_factory.mktemp("runner") / "sub-901"
     subject = make_subject(PhantomConfig(shape=(48, 48, 32), misalignment="none", bias_strength=0.05), seed=901,
@@ -147,7 +147,7 @@ def test_device_probe_reports_what_torch_sees_from_a_child_process():
 
     import torch
 
-    from MRImputationLib.slicer_logic import start_device_probe
+    from MRImputationLib.slicer.imputation_logic import start_device_probe
 
     found: list[dict] = []
     probe = start_device_probe(found.append)

@@ -7,9 +7,9 @@ import pytest
 from matplotlib.image import imread
 
 from conftest import RAS_CASE, real_case
-from MRImputationLib.io import read_volume
-from MRImputationLib.qc import bias_figure, contrasts_figure, registration_figure
-from MRImputationLib.volume import Volume
+from MRImputationLib.core.io import read_volume
+from MRImputationLib.preprocessing.qc import bias_figure, contrasts_figure, registration_figure
+from MRImputationLib.core.volume import Volume
 
 
 def small_head(shift_mm: float = 0.0) -> Volume:

@@ -8,16 +8,16 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import LPS_CASE, RAS_CASE, real_case
-from MRImputationLib.errors import InputError
-from MRImputationLib.io import read_volume
-from MRImputationLib.registration import (
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.core.io import read_volume
+from MRImputationLib.preprocessing.registration import (
     RegistrationConfig,
     matrix_from_ants_transform,
     mean_displacement_mm,
     register,
     resample_to,
 )
-from MRImputationLib.volume import Volume
+from MRImputationLib.core.volume import Volume
 
 
 def load(case, contrast: str) -> Volume:

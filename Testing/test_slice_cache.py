@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from MRImputationLib.errors import InputError
-from MRImputationLib.io import read_volume, write_volume
-from MRImputationLib.modalities import IXI, ContrastSet
-from MRImputationLib.normalization import NormalizationParameters, denormalize, fit_normalization, normalize
-from MRImputationLib.parallel_preprocessing import MANIFEST_FORMAT, MANIFEST_NAME
-from MRImputationLib.phantom import PhantomConfig, make_subject
-from MRImputationLib.slice_cache import (
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.core.io import read_volume, write_volume
+from MRImputationLib.core.contrasts import IXI, ContrastSet
+from MRImputationLib.preprocessing.normalization import NormalizationParameters, denormalize, fit_normalization, normalize
+from MRImputationLib.preprocessing.folder import MANIFEST_FORMAT, MANIFEST_NAME
+from MRImputationLib.data.phantom import PhantomConfig, make_subject
+from MRImputationLib.training.slice_cache import (
     CacheConfig,
     SliceDataset,
     build_cache,
@@ -23,7 +23,7 @@ from MRImputationLib.slice_cache import (
     load_subject_slices,
     read_cache_index,
 )
-from MRImputationLib.slicing import from_slices, plan_slices, to_slices
+from MRImputationLib.models.slicing import from_slices, plan_slices, to_slices
 
 SMALL = CacheConfig(size=32, crop="brain", skip_empty=True)
 
@@ -92,7 +92,7 @@ def test_cache_holds_normalized_slices_masks_and_how_they_were_made(preprocessed
 
 
 def test_an_unchanged_cache_is_reused_and_a_changed_one_rebuilt(preprocessed, tmp_path, monkeypatch):
-    import MRImputationLib.slice_cache as slice_cache
+    import MRImputationLib.training.slice_cache as slice_cache
 
     cache = build_cache(preprocessed, IXI, tmp_path / "cache", SMALL)
     stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
@@ -113,7 +113,7 @@ def test_an_unchanged_cache_is_reused_and_a_changed_one_rebuilt(preprocessed, tm
 
 
 def test_only_subjects_whose_manifest_record_changed_are_rebuilt(preprocessed, tmp_path, monkeypatch):
-    import MRImputationLib.slice_cache as slice_cache
+    import MRImputationLib.training.slice_cache as slice_cache
 
     copy = tmp_path / "pre"
     copy.mkdir()
@@ -204,11 +204,11 @@ def test_flip_augmentation_mirrors_left_right_reproducibly(preprocessed, tmp_pat
 
 def test_cache_from_the_real_preprocessing(tmp_path):
     """The same cache from `preprocess_folder`'s own output (skipped until its building blocks exist)."""
-    pytest.importorskip("MRImputationLib.registration")
-    pytest.importorskip("MRImputationLib.bias")
-    from MRImputationLib.parallel_preprocessing import preprocess_folder
-    from MRImputationLib.phantom import write_phantom
-    from MRImputationLib.preprocessing import PreprocessConfig
+    pytest.importorskip("MRImputationLib.preprocessing.registration")
+    pytest.importorskip("MRImputationLib.preprocessing.bias")
+    from MRImputationLib.preprocessing.folder import preprocess_folder
+    from MRImputationLib.data.phantom import write_phantom
+    from MRImputationLib.preprocessing.subject import PreprocessConfig
 
     write_phantom(tmp_path / "raw", 2, PhantomConfig(shape=(40, 36, 20)), seed=3)
     preprocess_folder(tmp_path / "raw", tmp_path / "pre", PreprocessConfig(n4=False, register=False, qc=False))

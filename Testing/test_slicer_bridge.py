@@ -11,10 +11,10 @@ import pytest
 import slicer  # the slicer-core package (pyproject's test extra): missing means the set-up is broken, not a skip
 
 from conftest import LPS_CASE, RAS_CASE, real_case
-from MRImputationLib import slicer_bridge as bridge
-from MRImputationLib.errors import InputError
-from MRImputationLib.io import read_volume
-from MRImputationLib.volume import Volume
+from MRImputationLib.slicer import bridge
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.core.io import read_volume
+from MRImputationLib.core.volume import Volume
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def test_metrics_table_lists_the_project_metrics_then_the_legacy_ones(scene):
 
 
 def test_compare_layout_makes_three_linked_axial_views_reference_synthetic_error(scene):
-    from MRImputationLib import views
+    from MRImputationLib.slicer import views
 
     slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
     layout = slicer.vtkMRMLLayoutLogic()
@@ -186,10 +186,10 @@ def test_compare_layout_makes_three_linked_axial_views_reference_synthetic_error
 
 
 def test_logic_imputes_from_nodes_to_new_nodes_next_to_the_inputs(scene, tiny_bundle):
-    from MRImputationLib.impute_logic import ImputationOptions
-    from MRImputationLib.model_store import ModelStore
-    from MRImputationLib.phantom import PhantomConfig, make_subject
-    from MRImputationLib.slicer_logic import ImputationLogic
+    from MRImputationLib.slicer.imputation_decisions import ImputationOptions
+    from MRImputationLib.models.store import ModelStore
+    from MRImputationLib.data.phantom import PhantomConfig, make_subject
+    from MRImputationLib.slicer.imputation_logic import ImputationLogic
 
     subject = make_subject(PhantomConfig(shape=(48, 48, 32), misalignment="none", bias_strength=0.05), seed=902)
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.ResolveSubjectHierarchy(scene)
@@ -215,11 +215,11 @@ def test_logic_imputes_from_nodes_to_new_nodes_next_to_the_inputs(scene, tiny_bu
 
 
 def test_logic_compares_a_synthetic_volume_with_the_real_one_into_an_error_map_and_a_table(scene, tmp_path):
-    from MRImputationLib.masking import brain_mask
-    from MRImputationLib.model_store import ModelStore
-    from MRImputationLib.normalization import NormalizationConfig, fit_normalization, normalize
-    from MRImputationLib.phantom import PhantomConfig, make_subject
-    from MRImputationLib.slicer_logic import ImputationLogic
+    from MRImputationLib.preprocessing.masking import brain_mask
+    from MRImputationLib.models.store import ModelStore
+    from MRImputationLib.preprocessing.normalization import NormalizationConfig, fit_normalization, normalize
+    from MRImputationLib.data.phantom import PhantomConfig, make_subject
+    from MRImputationLib.slicer.imputation_logic import ImputationLogic
 
     subject = make_subject(PhantomConfig(shape=(48, 48, 32), misalignment="none"), seed=903)
     real = subject.observed["PD"]
@@ -239,8 +239,8 @@ def test_logic_compares_a_synthetic_volume_with_the_real_one_into_an_error_map_a
 
 
 def test_logic_refuses_a_selection_that_cannot_work_before_starting_anything(scene, tiny_bundle):
-    from MRImputationLib.model_store import ModelStore
-    from MRImputationLib.slicer_logic import ImputationLogic
+    from MRImputationLib.models.store import ModelStore
+    from MRImputationLib.slicer.imputation_logic import ImputationLogic
 
     node = bridge.add_volume_node(_oblique_volume(), "T1")
     logic = ImputationLogic(ModelStore(folder=tiny_bundle.parent / "no-models"))

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from MRImputationLib.errors import InputError
-from MRImputationLib.slicing import (
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.models.slicing import (
     SliceGeometry,
     axial_frame,
     from_slices,
@@ -17,7 +17,7 @@ from MRImputationLib.slicing import (
     plan_slices,
     to_slices,
 )
-from MRImputationLib.volume import Volume
+from MRImputationLib.core.volume import Volume
 
 SHAPE = (24, 44, 40)  # z, y, x
 

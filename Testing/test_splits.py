@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from MRImputationLib.errors import InputError
-from MRImputationLib.splits import Split, make_split
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.data.splits import Split, make_split
 
 SUBJECTS = [f"IXI{i:03d}-Guys-{1000 + i}" for i in range(50)]
 

@@ -13,18 +13,18 @@ import pytest
 import torch
 
 from conftest import REPO
-from MRImputationLib.curriculum import Curriculum
-from MRImputationLib.modalities import BRATS, IXI, Scenario
-from MRImputationLib.network_config import preset
-from MRImputationLib.trainer import fake_targets, generator_input, l1_on_missing
+from MRImputationLib.training.curriculum import Curriculum
+from MRImputationLib.core.contrasts import BRATS, IXI, Scenario
+from MRImputationLib.models.mmgan.config import preset
+from MRImputationLib.training.trainer import fake_targets, generator_input, l1_on_missing
 
 
 @pytest.fixture(scope="module")
 def preprocessed(tmp_path_factory) -> Path:
     """Six aligned phantom subjects, preprocessed without N4/registration (fast)."""
-    from MRImputationLib.parallel_preprocessing import preprocess_folder
-    from MRImputationLib.phantom import PhantomConfig, write_phantom
-    from MRImputationLib.preprocessing import PreprocessConfig
+    from MRImputationLib.preprocessing.folder import preprocess_folder
+    from MRImputationLib.data.phantom import PhantomConfig, write_phantom
+    from MRImputationLib.preprocessing.subject import PreprocessConfig
 
     root = tmp_path_factory.mktemp("training")
     write_phantom(root / "raw", 6, PhantomConfig(shape=(48, 48, 24), misalignment="none"), seed=3)
@@ -71,10 +71,10 @@ def test_mmgan_curriculum_for_brats_matches_the_authors_schedule():
 
 
 def test_scenarios_drawn_early_in_training_are_the_easy_ones(preprocessed, tmp_path):
-    from MRImputationLib.distributed import DistributedContext
-    from MRImputationLib.slice_cache import CacheConfig, SliceDataset, build_cache
-    from MRImputationLib.trainer import MMGANTrainer
-    from MRImputationLib.training_config import train_preset
+    from MRImputationLib.training.distributed import DistributedContext
+    from MRImputationLib.training.slice_cache import CacheConfig, SliceDataset, build_cache
+    from MRImputationLib.training.trainer import MMGANTrainer
+    from MRImputationLib.training.config import train_preset
 
     config = train_preset("tiny", curriculum="mmgan", epochs=60)
     build_cache(preprocessed, IXI, tmp_path / "cache", CacheConfig(size=32))
@@ -169,13 +169,13 @@ def test_short_training_beats_the_untrained_network_in_every_scenario(tiny_bundl
     (Against voxel-wise linear regression: `test_phantom_evidence.py` and the README's "MM-GAN
     against linear regression on the phantom".)
     """
-    from MRImputationLib.evaluation import EvalSubject, evaluate
-    from MRImputationLib.gan_imputer import GanImputer
-    from MRImputationLib.masking import brain_mask
-    from MRImputationLib.model_loading import load_model
-    from MRImputationLib.networks import build_generator
-    from MRImputationLib.normalization import NormalizationConfig, fit_normalization, normalize
-    from MRImputationLib.phantom import PhantomConfig, make_subject
+    from MRImputationLib.evaluation.harness import EvalSubject, evaluate
+    from MRImputationLib.imputation.gan_imputer import GanImputer
+    from MRImputationLib.preprocessing.masking import brain_mask
+    from MRImputationLib.models.loading import load_model
+    from MRImputationLib.models.mmgan.networks import build_generator
+    from MRImputationLib.preprocessing.normalization import NormalizationConfig, fit_normalization, normalize
+    from MRImputationLib.data.phantom import PhantomConfig, make_subject
 
     model = load_model(tiny_bundle)
     subject = make_subject(PhantomConfig(shape=(48, 48, 32), misalignment="none", bias_strength=0.05), seed=901)
@@ -198,9 +198,9 @@ def test_short_training_beats_the_untrained_network_in_every_scenario(tiny_bundl
 def test_the_linear_path_holds_the_linear_baseline_of_the_training_slices_and_stays_fixed(preprocessed, tmp_path):
     """With `"linear_path": true` the generator starts from voxel-wise least squares on the training
     subjects' slices (the linear baseline), only the U-Net trains, and the bundle keeps the path."""
-    from MRImputationLib.linear_baseline import LinearImputer
-    from MRImputationLib.slice_cache import SliceDataset
-    from MRImputationLib.splits import Split
+    from MRImputationLib.models.linear import LinearImputer
+    from MRImputationLib.training.slice_cache import SliceDataset
+    from MRImputationLib.data.splits import Split
 
     config = tmp_path / "path.json"
     config.write_text(json.dumps({"model": "tiny", "model_overrides": {"generator": {"linear_path": True}},
@@ -222,16 +222,16 @@ def test_the_linear_path_holds_the_linear_baseline_of_the_training_slices_and_st
             fitted.extend(np.abs(coefficients))
     assert max(fitted) > 0.5  # a real fit, not the zero start
 
-    from MRImputationLib.export import export_run
-    from MRImputationLib.model_loading import load_model
+    from MRImputationLib.pipelines.export import export_run
+    from MRImputationLib.models.loading import load_model
 
     bundled = load_model(export_run(run, tmp_path / "bundle")).generator.linear_path
     assert torch.equal(bundled.weight, weights["linear_path.weight"]) and torch.equal(bundled.bias, weights["linear_path.bias"])
 
 
 def test_the_voxel_path_starts_at_zero_trains_with_the_generator_and_survives_export(preprocessed, tmp_path):
-    from MRImputationLib.export import export_run
-    from MRImputationLib.model_loading import load_model
+    from MRImputationLib.pipelines.export import export_run
+    from MRImputationLib.models.loading import load_model
 
     config = tmp_path / "voxel.json"
     config.write_text(json.dumps({"model": "tiny", "model_overrides": {"generator": {"voxel_path_width": 8}},

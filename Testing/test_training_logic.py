@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from MRImputationLib.errors import InputError
-from MRImputationLib.headless_training import build_parser, set_aside_outdated_evaluation
-from MRImputationLib.process_runner import ProgressEvent
-from MRImputationLib.progress import Progress
-from MRImputationLib.training_job import planned_epochs, start_training
-from MRImputationLib.training_logic import (DataSummary, TrainingCurves, TrainingMonitor, TrainingSettings,
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.pipelines.headless_training import build_parser, set_aside_outdated_evaluation
+from MRImputationLib.slicer.process import ProgressEvent
+from MRImputationLib.core.progress import Progress
+from MRImputationLib.slicer.training_job import planned_epochs, start_training
+from MRImputationLib.slicer.training_decisions import (DataSummary, TrainingCurves, TrainingMonitor, TrainingSettings,
                                             parse_epoch_event, summarize_data, training_command)
 
 
@@ -52,9 +52,9 @@ def test_a_raw_folder_is_summarized_by_subject_and_contrast_before_training(raw)
 
 
 def test_a_preprocessed_folder_is_summarized_from_its_manifest(tmp_path):
-    from MRImputationLib.parallel_preprocessing import preprocess_folder
-    from MRImputationLib.phantom import PhantomConfig, write_phantom
-    from MRImputationLib.preprocessing import PreprocessConfig
+    from MRImputationLib.preprocessing.folder import preprocess_folder
+    from MRImputationLib.data.phantom import PhantomConfig, write_phantom
+    from MRImputationLib.preprocessing.subject import PreprocessConfig
 
     write_phantom(tmp_path / "raw", 2, PhantomConfig(shape=(24, 24, 16), misalignment="none"), seed=1)
     preprocess_folder(tmp_path / "raw", tmp_path / "pre", PreprocessConfig(n4=False, register=False, qc=False))
@@ -106,7 +106,7 @@ def test_the_panel_command_parses_as_the_headless_script_s_options(tmp_path):
     settings = TrainingSettings("/data", "/runs/a", preset="seed-ixi", contrasts=("t1", "T2"), epochs=3, batch_size=2,
                                 device="cpu", resume=True, evaluate=False, install=True, steps_per_epoch=5)
     command = training_command("/usr/bin/python3", settings, models_folder=tmp_path / "models")
-    assert command[:3] == ["/usr/bin/python3", "-m", "MRImputationLib.headless_training"]
+    assert command[:3] == ["/usr/bin/python3", "-m", "MRImputationLib.pipelines.headless_training"]
     args = build_parser().parse_args(command[3:])
     assert (args.data, args.out, args.config, args.device) == ("/data", "/runs/a", "seed-ixi", "cpu")
     assert (args.modalities, args.epochs, args.batch_size, args.steps_per_epoch) == (("T1", "T2"), 3, 2, 5)

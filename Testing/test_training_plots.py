@@ -7,8 +7,8 @@ import math
 import pytest
 import slicer  # the slicer-core package (pyproject's test extra): missing means the set-up is broken, not a skip
 
-from MRImputationLib.training_logic import CURVE_COLUMNS, TrainingCurves
-from MRImputationLib.training_plots import ATTRIBUTE, TrainingPlots
+from MRImputationLib.slicer.training_decisions import CURVE_COLUMNS, TrainingCurves
+from MRImputationLib.slicer.training_plots import ATTRIBUTE, TrainingPlots
 
 RECORDS = [{"epoch": 1, "loss_g": 0.9, "loss_d": 0.7, "loss_l1": 0.3, "loss_adv": 0.6},
            {"epoch": 2, "loss_g": 0.7, "loss_d": 0.6, "loss_l1": 0.2, "loss_adv": 0.5, "val_psnr": 21.5, "val_ssim": 0.8},

@@ -7,9 +7,9 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import LPS_CASE, RAS_CASE, real_case
-from MRImputationLib.errors import InputError
-from MRImputationLib.io import read_volume, write_volume
-from MRImputationLib.volume import Volume
+from MRImputationLib.core.errors import InputError
+from MRImputationLib.core.io import read_volume, write_volume
+from MRImputationLib.core.volume import Volume
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 

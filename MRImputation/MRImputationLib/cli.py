@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .cancellation import cancel_on_signals
-from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, Cancelled, InputError
-from .progress import Progress
+from .core.cancellation import cancel_on_signals
+from .core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, Cancelled, InputError
+from .core.progress import Progress
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -35,7 +35,7 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_phantom(args: argparse.Namespace, progress: Progress) -> dict:
-    from .phantom import PhantomConfig, write_phantom
+    from .data.phantom import PhantomConfig, write_phantom
 
     config = PhantomConfig(shape=args.shape, contrasts=args.modalities, misalignment=args.misalignment,
                            lesion=not args.no_lesion, bias_strength=args.bias, noise=args.noise)
@@ -46,8 +46,8 @@ def cmd_phantom(args: argparse.Namespace, progress: Progress) -> dict:
 
 
 def cmd_preprocess(args: argparse.Namespace, progress: Progress) -> dict:
-    from .parallel_preprocessing import preprocess_folder
-    from .preprocessing import PreprocessConfig
+    from .preprocessing.folder import preprocess_folder
+    from .preprocessing.subject import PreprocessConfig
 
     config = PreprocessConfig(reference=args.reference, register=not args.no_register,
                               registration_kind=args.registration, n4=not args.no_n4, qc=not args.no_qc)
@@ -87,7 +87,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace, progress: Progress) -> dict:
-    from .training_pipeline import train_run
+    from .pipelines.train import train_run
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                  "steps_per_epoch": args.steps_per_epoch, "curriculum": args.curriculum}
@@ -98,14 +98,14 @@ def cmd_train(args: argparse.Namespace, progress: Progress) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace, progress: Progress) -> dict:
-    from .evaluation_pipeline import evaluate_model
+    from .pipelines.evaluate import evaluate_model
 
     return evaluate_model(Path(args.model), Path(args.data), Path(args.out), subjects=args.subjects,
                           split_file=args.split, device=args.device, baseline=not args.no_baseline, progress=progress)
 
 
 def cmd_export(args: argparse.Namespace, progress: Progress) -> dict:
-    from .export import export_run
+    from .pipelines.export import export_run
 
     path = export_run(args.run, args.bundle, name=args.name, version=args.version, which=args.checkpoint)
     progress.log(f"bundle written to {path}")
@@ -113,7 +113,7 @@ def cmd_export(args: argparse.Namespace, progress: Progress) -> dict:
 
 
 def cmd_data_ixi(args: argparse.Namespace, progress: Progress) -> dict:
-    from .ixi_download import fetch_ixi
+    from .data.ixi import fetch_ixi
 
     folder = fetch_ixi(Path(args.out), base_url=args.base_url, on_progress=progress.callback("download"))
     progress.log(f"IXI is in {folder}; next: mrimpute preprocess {Path(args.out) / 'raw'} PREPROCESSED --reference PD")
@@ -133,7 +133,7 @@ def _named_paths(items: Sequence[str] | None, option: str) -> dict[str, Path]:
 
 
 def cmd_impute(args: argparse.Namespace, progress: Progress) -> dict:
-    from .imputation import ImputeOptions, impute
+    from .pipelines.impute import ImputeOptions, impute
 
     options = ImputeOptions(device=args.device, precision=args.precision, batch_size=args.batch_size,
                             n4=False if args.no_n4 else None, register=not args.no_register,
@@ -147,10 +147,10 @@ def cmd_impute(args: argparse.Namespace, progress: Progress) -> dict:
 
 
 def cmd_compare(args: argparse.Namespace, progress: Progress) -> dict:
-    from .atomic import write_text
-    from .error_maps import compare_volumes
-    from .io import read_volume, write_volume
-    from .qc import error_figure
+    from .core.atomic import write_text
+    from .evaluation.error_maps import compare_volumes
+    from .core.io import read_volume, write_volume
+    from .preprocessing.qc import error_figure
 
     synthetic, real = read_volume(args.synthetic), read_volume(args.real)
     mask = read_volume(args.mask) if args.mask else None
@@ -167,7 +167,7 @@ def cmd_compare(args: argparse.Namespace, progress: Progress) -> dict:
 
 
 def cmd_demo(args: argparse.Namespace, progress: Progress) -> dict:
-    from .demo import run_demo
+    from .pipelines.demo import run_demo
 
     return run_demo(Path(args.out), progress, data=Path(args.data) if args.data else None, hide=args.hide)
 

@@ -27,15 +27,15 @@ WORKER = r"""
 import json, resource, sys, time
 import numpy as np, torch
 sys.path.insert(0, {lib!r})
-from MRImputationLib.discovery import discover_subjects
-from MRImputationLib.gan_imputer import GanImputer, InferenceOptions
-from MRImputationLib.io import read_volume
-from MRImputationLib.masking import brain_mask
-from MRImputationLib.modalities import ContrastSet
-from MRImputationLib.network_config import preset
-from MRImputationLib.networks import build_generator
-from MRImputationLib.normalization import NormalizationConfig, fit_normalization, normalize
-from MRImputationLib.slice_cache import CacheConfig
+from MRImputationLib.data.discovery import discover_subjects
+from MRImputationLib.imputation.gan_imputer import GanImputer, InferenceOptions
+from MRImputationLib.core.io import read_volume
+from MRImputationLib.preprocessing.masking import brain_mask
+from MRImputationLib.core.contrasts import ContrastSet
+from MRImputationLib.models.mmgan.config import preset
+from MRImputationLib.models.mmgan.networks import build_generator
+from MRImputationLib.preprocessing.normalization import NormalizationConfig, fit_normalization, normalize
+from MRImputationLib.training.slice_cache import CacheConfig
 
 path, batch, precision, skip, device, out = {args!r}
 torch.manual_seed(0)
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    from MRImputationLib.imputation import _cpu_has_bf16
+    from MRImputationLib.pipelines.impute import _cpu_has_bf16
 
     rows, outputs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,9 +100,9 @@ def main() -> None:
             outputs[name] = np.load(result_file)
             rows.append((name, result))
             print(name, result, flush=True)
-        from MRImputationLib.io import read_volume
-        from MRImputationLib.masking import brain_mask
-        from MRImputationLib.discovery import discover_subjects
+        from MRImputationLib.core.io import read_volume
+        from MRImputationLib.preprocessing.masking import brain_mask
+        from MRImputationLib.data.discovery import discover_subjects
 
         subject = discover_subjects(args.case)[0]
         mask = brain_mask([read_volume(p) for p in subject.files.values()]).array > 0

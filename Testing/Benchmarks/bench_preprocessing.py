@@ -7,13 +7,13 @@ between the recovered and the true fixed->moving mapping over the fixed image's 
 contrasts of a case are not perfectly co-registered in the data itself, so the residual has a
 floor: the "none (floor)" row registers the unmoved pair (the BraTS-MET T1n is ~1.5 mm off its other
 contrasts, so T2 goes onto FLAIR there).
-  ours : MRImputationLib.registration.register (SimpleITK, tuned)
+  ours : MRImputationLib.preprocessing.registration.register (SimpleITK, tuned)
   ANTs : ants.registration(fixed, moving, type_of_transform="Rigid" / "Affine"), ANTsPy defaults
 
 N4: the real T1 carries its own bias field, so it is first removed (2 rounds of a slow, strong N4);
 the result is multiplied by a known field (exp of a random cubic polynomial, +-25 % in the brain).
 Field correlation = Pearson correlation of the log of estimated and true fields inside the brain.
-  ours : MRImputationLib.bias.correct_bias (no mask given: its own foreground fallback)
+  ours : MRImputationLib.preprocessing.bias.correct_bias (no mask given: its own foreground fallback)
   ANTs : ants.n4_bias_field_correction(img, shrink_factor=4, return_bias_field=True), as is (its
          default mask is the whole image) and with the brain mask (fairer on accuracy)
 
@@ -39,15 +39,15 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "MRImputation"))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "real"
 
-from MRImputationLib.bias import N4Config, correct_bias  # noqa: E402
-from MRImputationLib.io import read_volume  # noqa: E402
-from MRImputationLib.registration import (  # noqa: E402
+from MRImputationLib.preprocessing.bias import N4Config, correct_bias  # noqa: E402
+from MRImputationLib.core.io import read_volume  # noqa: E402
+from MRImputationLib.preprocessing.registration import (  # noqa: E402
     RegistrationConfig,
     matrix_from_ants_transform,
     mean_displacement_mm,
     register,
 )
-from MRImputationLib.volume import Volume  # noqa: E402
+from MRImputationLib.core.volume import Volume  # noqa: E402
 
 # case: (fixed, moving, N4 contrast), as named in the file names
 CASES = {

@@ -38,14 +38,14 @@ MODELS["tiny+linear+voxel-path"] = {
 
 
 def main() -> None:
-    from MRImputationLib.discovery import discover_subjects
-    from MRImputationLib.evaluation_pipeline import evaluate_model
-    from MRImputationLib.parallel_preprocessing import preprocess_folder
-    from MRImputationLib.preprocessing import PreprocessConfig
-    from MRImputationLib.progress import Progress
-    from MRImputationLib.splits import Split
-    from MRImputationLib.training_config import TrainConfig
-    from MRImputationLib.training_pipeline import train_run
+    from MRImputationLib.data.discovery import discover_subjects
+    from MRImputationLib.pipelines.evaluate import evaluate_model
+    from MRImputationLib.preprocessing.folder import preprocess_folder
+    from MRImputationLib.preprocessing.subject import PreprocessConfig
+    from MRImputationLib.core.progress import Progress
+    from MRImputationLib.data.splits import Split
+    from MRImputationLib.training.config import TrainConfig
+    from MRImputationLib.pipelines.train import train_run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)

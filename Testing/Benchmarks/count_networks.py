@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "MRImputation"))
 
 import torch  # noqa: E402
 
-from MRImputationLib.network_config import PRESETS, preset  # noqa: E402
-from MRImputationLib.networks import PatchDiscriminator, UNetGenerator, count_parameters, generator_flops  # noqa: E402
+from MRImputationLib.models.mmgan.config import PRESETS, preset  # noqa: E402
+from MRImputationLib.models.mmgan.networks import PatchDiscriminator, UNetGenerator, count_parameters, generator_flops  # noqa: E402
 
 
 def rows(contrasts: list[int]) -> list[tuple]:

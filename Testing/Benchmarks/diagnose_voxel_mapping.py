@@ -29,9 +29,9 @@ def psnr(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 
 def main() -> None:
-    from MRImputationLib.linear_baseline import LinearImputer
-    from MRImputationLib.modalities import ContrastSet
-    from MRImputationLib.slice_cache import SliceDataset
+    from MRImputationLib.models.linear import LinearImputer
+    from MRImputationLib.core.contrasts import ContrastSet
+    from MRImputationLib.training.slice_cache import SliceDataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)

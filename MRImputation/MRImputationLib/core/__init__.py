@@ -1,0 +1,1 @@
+"""The ground floor: volumes, contrasts, files, atomic writes, errors, progress events, cancellation."""

@@ -1,0 +1,1 @@
+"""Where subjects come from: folder discovery, IXI, the phantom, subject-wise splits."""

@@ -1,0 +1,1 @@
+"""Scoring imputations: metrics, the harness, reports, error maps."""

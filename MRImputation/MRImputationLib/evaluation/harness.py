@@ -1,0 +1,242 @@
+"""The evaluation harness: any imputer, every scenario, every missing contrast, every subject.
+
+The harness, not the imputer, zeroes the missing channels before `predict`, so no imputer can
+see the truth it is asked to synthesize. Scores are computed in each true volume's original units
+(through the subject's `denormalize`) with `metrics.project_metrics` and, in separate columns,
+`metrics.legacy_metrics`.
+
+>>> import numpy as np
+>>> from MRImputationLib.core.contrasts import IXI
+>>> class Zeros:
+...     name = "zeros"
+...     def predict(self, stack, scenario):
+...         return stack
+>>> stack = np.random.default_rng(0).uniform(0.1, 1, (3, 2, 16, 16))
+>>> result = evaluate([Zeros()], [EvalSubject("s1", stack, np.ones((2, 16, 16), bool))], IXI)
+>>> len(result.rows), result.rows[0]["scenario_label"], result.rows[0]["mae"] > 0.5
+(9, 'T1,T2→PD', True)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from ..core.errors import InputError
+from .metrics import evaluation_units, legacy_metrics, paired_test, project_metrics
+from ..core.contrasts import ContrastSet, Scenario
+from ..core.volume import Volume
+
+METRICS = ("psnr", "ssim", "mae", "legacy_psnr", "legacy_ssim")
+OVERALL = "overall"
+
+
+class Imputer(Protocol):
+    """Anything that fills missing contrasts: (C, z, y, x) normalized in, (C, z, y, x) normalized out."""
+
+    name: str
+
+    def predict(self, stack: np.ndarray, scenario: Scenario) -> np.ndarray: ...
+
+
+@dataclass
+class EvalSubject:
+    """One test subject: its contrasts in normalized units on the reference grid at native resolution.
+
+    `denormalize(channel, array)` maps a normalized array of that channel back to the true volume's
+    original units; None means the normalized units are the original ones.
+    """
+
+    name: str
+    stack: np.ndarray
+    mask: np.ndarray
+    denormalize: Callable[[int, np.ndarray], np.ndarray] | None = None
+    frame: Volume | None = None  # the reference grid, for imputers that cut slices (wants_frame)
+
+    def original(self, channel: int, array: np.ndarray) -> np.ndarray:
+        return np.asarray(array if self.denormalize is None else self.denormalize(channel, array))
+
+
+@dataclass
+class ExampleSlice:
+    """One axial slice for figures, every image divided by its own true volume's evaluation units."""
+
+    subject: str
+    scenario: str
+    scenario_label: str
+    contrast: str
+    slice_index: int
+    given: dict[str, np.ndarray]
+    truth: np.ndarray
+    synthesis: dict[str, np.ndarray] = field(default_factory=dict)
+    mask: np.ndarray | None = None
+
+
+def scenario_label(scenario: Scenario, contrasts: ContrastSet) -> str:
+    """'T2,PD→T1': the given contrasts, an arrow, the missing ones."""
+    return f"{','.join(scenario.available(contrasts))}→{','.join(scenario.missing(contrasts))}"
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value; inf if any value is inf)."""
+    array = np.asarray(values, np.float64)
+    if array.size == 0:
+        return math.nan, math.nan
+    if not np.all(np.isfinite(array)):
+        return float(np.mean(array)), math.nan
+    return float(np.mean(array)), float(np.std(array, ddof=1)) if array.size > 1 else 0.0
+
+
+@dataclass
+class EvaluationResult:
+    """Per-subject scores (`rows`), example slices for figures, and the summaries of EVALUATION.md."""
+
+    rows: list[dict]
+    examples: list[ExampleSlice]
+    methods: list[str]
+    scenarios: list[dict]  # {"scenario": bits, "scenario_label": ..., "missing": [...]} in evaluation order
+
+    def summary(self) -> list[dict]:
+        """Mean ± std over subjects and n, per method × scenario × missing contrast, then per method
+        an "overall" line (scenario "overall", contrast "all"): the mean over scenarios, each
+        scenario first averaged over its missing contrasts. Its std is over subjects' overall scores."""
+        out = []
+        for method in self.methods:
+            for info in self.scenarios:
+                for contrast in info["missing"]:
+                    cell = [r for r in self.rows if r["method"] == method and r["scenario"] == info["scenario"] and r["contrast"] == contrast]
+                    out.append(self._summarize(method, info["scenario"], info["scenario_label"], contrast, cell))
+            per_subject = self.overall_per_subject(method)
+            out.append(self._summarize(method, OVERALL, "Overall", "all", list(per_subject.values())))
+        return out
+
+    def overall_per_subject(self, method: str) -> dict[str, dict]:
+        """Each subject's overall scores for `method`: mean over scenarios of the mean over missing contrasts."""
+        result = {}
+        for subject in dict.fromkeys(r["subject"] for r in self.rows if r["method"] == method):
+            per_scenario = []
+            for info in self.scenarios:
+                cell = [r for r in self.rows if r["method"] == method and r["subject"] == subject and r["scenario"] == info["scenario"]]
+                if cell:
+                    per_scenario.append({m: float(np.mean([r[m] for r in cell])) for m in METRICS})
+            result[subject] = {"subject": subject, **{m: float(np.mean([s[m] for s in per_scenario])) for m in METRICS}}
+        return result
+
+    def comparisons(self, metric: str = "psnr") -> list[dict]:
+        """Paired Wilcoxon tests between every two methods, per scenario × contrast and overall,
+        on the subjects both were scored on; only where `metrics.paired_test` has enough subjects."""
+        out = []
+        for first, second in itertools.combinations(self.methods, 2):
+            cells = [(i["scenario"], i["scenario_label"], c) for i in self.scenarios for c in i["missing"]]
+            for bits, label, contrast in cells + [(OVERALL, "Overall", "all")]:
+                if bits == OVERALL:
+                    a, b = self.overall_per_subject(first), self.overall_per_subject(second)
+                else:
+                    a, b = ({r["subject"]: r for r in self.rows if r["method"] == m and r["scenario"] == bits and r["contrast"] == contrast}
+                            for m in (first, second))
+                subjects = [s for s in a if s in b]
+                test = paired_test([a[s][metric] for s in subjects], [b[s][metric] for s in subjects])
+                if test is not None:
+                    out.append({"metric": metric, "method_a": first, "method_b": second, "scenario": bits,
+                                "scenario_label": label, "contrast": contrast, **test})
+        return out
+
+    @staticmethod
+    def _summarize(method: str, bits: str, label: str, contrast: str, cell: list[dict]) -> dict:
+        entry = {"method": method, "scenario": bits, "scenario_label": label, "contrast": contrast, "n": len(cell)}
+        for metric in METRICS:
+            entry[f"{metric}_mean"], entry[f"{metric}_std"] = _mean_std([r[metric] for r in cell])
+        return entry
+
+
+def _check_subject(subject: EvalSubject, contrasts: ContrastSet) -> None:
+    stack, mask = np.asarray(subject.stack), np.asarray(subject.mask)
+    if stack.ndim != 4 or stack.shape[0] != len(contrasts):
+        raise InputError(
+            f"subject {subject.name}: expected a (C, z, y, x) stack with C = {len(contrasts)} "
+            f"({', '.join(contrasts.names)}), got shape {stack.shape}."
+        )
+    if mask.shape != stack.shape[1:]:
+        raise InputError(f"subject {subject.name}: brain mask {mask.shape} does not match the stack's grid {stack.shape[1:]}.")
+    if not mask.any():
+        raise InputError(f"subject {subject.name}: the brain mask is empty, nothing to evaluate.")
+
+
+def _middle_slice(mask: np.ndarray) -> int:
+    """The axial slice halfway through the brain mask's extent along z."""
+    z = np.flatnonzero(mask.any(axis=(1, 2)))
+    return int((z[0] + z[-1]) // 2)
+
+
+def evaluate(
+    imputers: Sequence[Imputer],
+    subjects: Sequence[EvalSubject],
+    contrasts: ContrastSet,
+    scenarios: Sequence[Scenario] | None = None,
+    on_progress: Callable[[float, str], None] | None = None,
+    keep_examples: int = 1,
+) -> EvaluationResult:
+    """Score every imputer on every subject, scenario and missing contrast.
+
+    Missing channels are set to 0 before each `predict` (on a fresh copy per imputer). Predictions
+    and truths are mapped to original units with the subject's `denormalize`, then scored with the
+    project and legacy metrics. The first `keep_examples` subjects also give a middle axial slice
+    per scenario × missing contrast for figures. `on_progress(fraction, message)` is called after
+    each subject × scenario.
+    """
+    scenarios = list(scenarios or contrasts.scenarios())
+    names = [imputer.name for imputer in imputers]
+    if len(set(names)) != len(names):
+        raise InputError(f"imputer names must differ to be told apart in the tables, got {', '.join(names)}.")
+    infos = [{"scenario": s.bits, "scenario_label": scenario_label(s, contrasts), "missing": list(s.missing(contrasts))} for s in scenarios]
+    rows: list[dict] = []
+    examples: list[ExampleSlice] = []
+    total = max(1, len(subjects) * len(scenarios))
+    for subject_index, subject in enumerate(subjects):
+        _check_subject(subject, contrasts)
+        stack = np.asarray(subject.stack, np.float32)
+        mask = np.asarray(subject.mask, bool)
+        truths = [subject.original(c, stack[c]) for c in range(len(contrasts))]
+        units = [evaluation_units(t, mask) for t in truths]
+        keep = subject_index < keep_examples
+        z = _middle_slice(mask) if keep else 0
+        for scenario_index, (scenario, info) in enumerate(zip(scenarios, infos)):
+            if len(scenario.bits) != len(contrasts):
+                raise InputError(f"scenario {scenario.bits} does not have one bit per contrast ({', '.join(contrasts.names)}).")
+            missing = [i for i, available in enumerate(scenario.mask) if not available]
+            given = stack.copy()
+            given[missing] = 0.0
+            scenario_examples = {}
+            if keep:
+                shown = {contrasts.names[a]: truths[a][z] / units[a] for a in range(len(contrasts)) if scenario.mask[a]}
+                for m in missing:
+                    scenario_examples[m] = ExampleSlice(subject.name, scenario.bits, info["scenario_label"], contrasts.names[m],
+                                                        z, shown, truths[m][z] / units[m], mask=mask[z].copy())
+                    examples.append(scenario_examples[m])
+            for imputer in imputers:
+                if getattr(imputer, "wants_frame", False):
+                    output = np.asarray(imputer.predict(given.copy(), scenario, frame=subject.frame, mask=mask))
+                else:
+                    output = np.asarray(imputer.predict(given.copy(), scenario))
+                if output.shape != stack.shape:
+                    raise InputError(f"imputer {imputer.name} returned shape {output.shape} for input {stack.shape}; it must return all channels.")
+                for m in missing:
+                    prediction = subject.original(m, output[m])
+                    project = project_metrics(prediction, truths[m], mask)
+                    legacy = legacy_metrics(prediction, truths[m])
+                    rows.append({
+                        "method": imputer.name, "scenario": scenario.bits, "scenario_label": info["scenario_label"],
+                        "contrast": contrasts.names[m], "subject": subject.name,
+                        "psnr": project["psnr"], "ssim": project["ssim"], "mae": project["mae"],
+                        "legacy_psnr": legacy["psnr"], "legacy_ssim": legacy["ssim"],
+                    })
+                    if keep:
+                        scenario_examples[m].synthesis[imputer.name] = prediction[z] / units[m]
+            if on_progress is not None:
+                done = subject_index * len(scenarios) + scenario_index + 1
+                on_progress(done / total, f"{subject.name}: {info['scenario_label']}")
+    return EvaluationResult(rows=rows, examples=examples, methods=names, scenarios=infos)

@@ -1,0 +1,115 @@
+"""Running a trained generator over whole volumes: slices in, volumes out.
+
+The stack (C, z, y, x, normalized, on the reference grid) is cut into the network's axial slices
+(slicing.py), slices without brain are skipped, the rest go through the generator in batches
+under `torch.inference_mode`, the available channels are replaced by the real ones (implicit
+conditioning), and the slices are put back on the reference grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.contrasts import Scenario
+from ..models.mmgan.config import ModelConfig
+from ..training.slice_cache import CacheConfig
+from ..models.slicing import from_slices, plan_slices, to_slices
+from ..core.volume import Volume
+
+
+@dataclass
+class InferenceOptions:
+    """How to run the generator; fp32 is the safe default, bf16/fp16 are opt-in."""
+
+    device: str = "cpu"
+    batch_size: int = 16
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    channels_last: bool = True
+    stochastic: bool = False  # dropout on (for uncertainty); off = the deterministic estimate
+
+
+class GanImputer:
+    """An Imputer (evaluation.py) backed by an MM-GAN generator.
+
+    `predict(stack, scenario, frame=..., mask=...)`: `frame` is a Volume on the reference grid
+    (for the slice axis and spacing) and `mask` the brain mask that decides which slices are run.
+    """
+
+    name = "MM-GAN"
+    wants_frame = True
+
+    def __init__(self, generator, model_config: ModelConfig, slicing: CacheConfig,
+                 options: InferenceOptions | None = None, name: str | None = None) -> None:
+        import torch
+
+        self.model_config, self.slicing = model_config, slicing
+        self.options = options or InferenceOptions()
+        self.device = torch.device(self.options.device)
+        self.generator = generator.to(self.device)
+        self.generator.train(self.options.stochastic)
+        # CUDA only: on CPU it brought no gain here, and it would change a model still being trained.
+        self.channels_last = self.options.channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            self.generator = self.generator.to(memory_format=torch.channels_last)
+        if name:
+            self.name = name
+        self.oom_retries = 0
+
+    def _dtype(self):
+        import torch
+
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.options.precision]
+
+    def predict_slices(self, slices: np.ndarray, scenario: Scenario) -> np.ndarray:
+        """(Z, C, S, S) normalized slices (missing channels ignored) -> (Z, C, S, S) with the missing synthesized.
+
+        A CUDA out-of-memory error halves the batch and retries instead of failing.
+        """
+        import torch
+
+        while True:
+            try:
+                return self._run_batches(slices, scenario)
+            except torch.cuda.OutOfMemoryError:
+                if self.options.batch_size == 1:
+                    raise
+                torch.cuda.empty_cache()
+                self.options.batch_size = max(1, self.options.batch_size // 2)
+                self.oom_retries += 1
+
+    def _run_batches(self, slices: np.ndarray, scenario: Scenario) -> np.ndarray:
+        import torch
+
+        from ..models.mmgan.networks import implicit_conditioning
+        from ..training.trainer import generator_input
+
+        available_mask = torch.tensor(scenario.mask, dtype=torch.float32, device=self.device)
+        out = np.empty_like(slices, dtype=np.float32)
+        dtype = self._dtype()
+        with torch.inference_mode():
+            for start in range(0, slices.shape[0], self.options.batch_size):
+                batch = np.ascontiguousarray(slices[start:start + self.options.batch_size])
+                real = torch.from_numpy(batch).to(self.device)
+                available = available_mask.expand(real.shape[0], -1)
+                x = generator_input(real, available, self.model_config)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    fake = self.generator(x)
+                out[start:start + real.shape[0]] = implicit_conditioning(fake.float(), real, available).cpu().numpy()
+        return out
+
+    def predict(self, stack: np.ndarray, scenario: Scenario, frame: Volume | None = None,
+                mask: np.ndarray | None = None) -> np.ndarray:
+        """(C, z, y, x) normalized -> (C, z, y, x): available channels as given, missing ones synthesized."""
+        frame = frame or Volume(np.zeros(stack.shape[1:], np.float32))
+        geometry = plan_slices(frame, mask, self.model_config.image_size, crop=self.slicing.crop,
+                               skip_empty=self.slicing.skip_empty, margin_mm=self.slicing.margin_mm)
+        available = np.asarray(scenario.mask)
+        stack = np.where(available[:, None, None, None], stack, 0).astype(np.float32)
+        synthesized = from_slices(self.predict_slices(to_slices(stack, geometry), scenario), geometry)
+        # Outside the network's slices and box nothing was synthesized: keep the given channels exact.
+        synthesized[available] = stack[available]
+        return synthesized

@@ -1,0 +1,167 @@
+"""The first baseline of EVALUATION.md: voxel-wise linear regression from the given contrasts.
+
+Fitting streams over the training subjects once and keeps only the second-moment matrix of
+[1, c_1, ..., c_N] over the sampled brain voxels; every scenario's least-squares problem is a
+sub-block of it, so all 2^N − 2 scenarios are fitted from one pass without holding voxels.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..core.errors import InputError
+from ..core.contrasts import ContrastSet, Scenario
+
+FORMAT = "mrimputation-linear-baseline/1"
+
+
+class LinearImputer:
+    """Per scenario, least squares from the available contrasts (+ intercept) to each missing one,
+    fitted on mask voxels of the training subjects, in normalized units.
+
+    `predict` follows implicit conditioning: available channels are copied from the input, missing
+    ones are predicted; what the input holds in missing channels is never read.
+
+    >>> import numpy as np
+    >>> from MRImputationLib.core.contrasts import IXI
+    >>> rng = np.random.default_rng(0)
+    >>> t1 = rng.uniform(0, 1, (4, 8, 8)).astype(np.float32)
+    >>> t2 = rng.uniform(0, 1, (4, 8, 8)).astype(np.float32)
+    >>> stack = np.stack([t1, t2, 0.5 * t1 + 0.25 * t2 + 0.1])
+    >>> imputer = LinearImputer(IXI).fit([(stack, np.ones(t1.shape, bool))])
+    >>> given = stack.copy(); given[2] = 0
+    >>> bool(np.allclose(imputer.predict(given, IXI.scenario_for(["T1", "T2"]))[2], stack[2], atol=1e-5))
+    True
+    """
+
+    name = "linear"
+
+    def __init__(self, contrasts: ContrastSet) -> None:
+        self.contrasts = contrasts
+        # scenario bits -> missing channel index -> (intercept, coefficients over available channels)
+        self.coefficients: dict[str, dict[int, tuple[float, np.ndarray]]] = {}
+        self.n_voxels = 0
+        self.n_subjects = 0
+
+    def fit(
+        self,
+        subjects: Iterable[tuple[np.ndarray, np.ndarray]],
+        scenarios: Sequence[Scenario] | None = None,
+        max_voxels_per_subject: int = 200_000,
+        seed: int = 0,
+    ) -> "LinearImputer":
+        """Fit every scenario (default: all of the contrast set's) from (stack, mask) pairs.
+
+        Each stack is (C, z, y, x) float in normalized units, each mask (z, y, x). At most
+        `max_voxels_per_subject` mask voxels per subject are used, drawn without replacement from a
+        generator seeded by (seed, subject position), so the fit is deterministic.
+        """
+        n = len(self.contrasts)
+        moments = np.zeros((n + 1, n + 1), np.float64)
+        n_voxels = n_subjects = 0
+        for position, (stack, mask) in enumerate(subjects):
+            stack = np.asarray(stack)
+            mask = np.asarray(mask, bool)
+            self._check_stack(stack, f"training subject {position}")
+            if mask.shape != stack.shape[1:]:
+                raise InputError(f"training subject {position}: mask {mask.shape} does not match the stack's grid {stack.shape[1:]}.")
+            voxels = stack[:, mask].astype(np.float64)
+            if voxels.shape[1] > max_voxels_per_subject:
+                rng = np.random.default_rng([seed, position])
+                keep = np.sort(rng.choice(voxels.shape[1], max_voxels_per_subject, replace=False))
+                voxels = voxels[:, keep]
+            design = np.vstack([np.ones((1, voxels.shape[1])), voxels])
+            moments += design @ design.T
+            n_voxels += voxels.shape[1]
+            n_subjects += 1
+        if n_voxels <= n:
+            raise InputError(
+                f"the linear baseline needs more brain voxels than contrasts to fit; got {n_voxels} from "
+                f"{n_subjects} subject(s). Check the training split and the brain masks."
+            )
+        self.coefficients = {}
+        for scenario in scenarios or self.contrasts.scenarios():
+            self._check_scenario(scenario)
+            rows = [0] + [1 + i for i, available in enumerate(scenario.mask) if available]
+            gram = moments[np.ix_(rows, rows)]
+            solved = {}
+            for m in (i for i, available in enumerate(scenario.mask) if not available):
+                # lstsq gives the minimum-norm solution when contrasts are collinear (e.g. a constant channel).
+                beta = np.linalg.lstsq(gram, moments[rows, 1 + m], rcond=None)[0]
+                solved[m] = (float(beta[0]), beta[1:].copy())
+            self.coefficients[scenario.bits] = solved
+        self.n_voxels, self.n_subjects = n_voxels, n_subjects
+        return self
+
+    def predict(self, stack: np.ndarray, scenario: Scenario) -> np.ndarray:
+        """(C, z, y, x) in, (C, z, y, x) float32 out: available channels copied, missing ones predicted."""
+        stack = np.asarray(stack)
+        self._check_stack(stack, "input")
+        solved = self.coefficients.get(scenario.bits)
+        if solved is None:
+            fitted = ", ".join(self.coefficients) or "none (call fit first)"
+            raise InputError(f"the linear baseline was not fitted for scenario {scenario.bits}; fitted scenarios: {fitted}.")
+        available = [i for i, a in enumerate(scenario.mask) if a]
+        out = np.empty(stack.shape, np.float32)
+        out[available] = stack[available]
+        for m, (intercept, beta) in solved.items():
+            channel = np.full(stack.shape[1:], intercept, np.float64)
+            for weight, a in zip(beta, available):
+                channel += weight * stack[a]
+            out[m] = channel
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-ready coefficients: per scenario, per missing contrast, intercept and weights by name."""
+        names = self.contrasts.names
+        scenarios = {}
+        for bits, solved in self.coefficients.items():
+            available = Scenario(bits).available(self.contrasts)
+            scenarios[bits] = {
+                names[m]: {"intercept": intercept, "weights": dict(zip(available, (float(b) for b in beta)))}
+                for m, (intercept, beta) in solved.items()
+            }
+        return {
+            "format": FORMAT,
+            "contrasts": self.contrasts.to_dict(),
+            "n_subjects": self.n_subjects,
+            "n_voxels": self.n_voxels,
+            "scenarios": scenarios,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LinearImputer":
+        """The imputer that `to_dict` described."""
+        if data.get("format") != FORMAT:
+            raise InputError(f"not a linear-baseline description (format {data.get('format')!r}, expected {FORMAT!r}).")
+        imputer = cls(ContrastSet.from_dict(data["contrasts"]))
+        imputer.n_subjects = int(data.get("n_subjects", 0))
+        imputer.n_voxels = int(data.get("n_voxels", 0))
+        for bits, per_missing in data["scenarios"].items():
+            scenario = Scenario(bits)
+            imputer._check_scenario(scenario)
+            available = scenario.available(imputer.contrasts)
+            imputer.coefficients[bits] = {
+                imputer.contrasts.index(name): (
+                    float(entry["intercept"]),
+                    np.array([float(entry["weights"][a]) for a in available]),
+                )
+                for name, entry in per_missing.items()
+            }
+        return imputer
+
+    def _check_stack(self, stack: np.ndarray, what: str) -> None:
+        if stack.ndim != 4 or stack.shape[0] != len(self.contrasts):
+            raise InputError(
+                f"{what}: expected a (C, z, y, x) stack with C = {len(self.contrasts)} "
+                f"({', '.join(self.contrasts.names)}), got shape {stack.shape}."
+            )
+
+    def _check_scenario(self, scenario: Scenario) -> None:
+        if len(scenario.bits) != len(self.contrasts):
+            raise InputError(
+                f"scenario {scenario.bits} has {len(scenario.bits)} bits but the model has "
+                f"{len(self.contrasts)} contrasts ({', '.join(self.contrasts.names)})."
+            )

@@ -1,0 +1,1 @@
+"""What the commands do, end to end: impute, train, evaluate, export, demo."""

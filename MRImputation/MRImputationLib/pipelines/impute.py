@@ -1,0 +1,319 @@
+"""`mrimpute impute`: the given contrasts of one patient -> the missing ones, on the reference grid.
+
+Inputs (any orientation and spacing) -> reference grid (the model's reference contrast if given,
+else the finest grid) -> N4 and registration as the model was trained -> brain mask ->
+normalization -> the generator, slice-wise -> volumes in normalized units × 1000 (0 = the 0.5th,
+1000 = the 99.5th percentile inside the brain, the units the model works in). Optional: K
+stochastic passes for a per-voxel standard deviation, a self-check that hides each given contrast
+in turn, and error maps against a real volume. Files are staged in a temporary folder and moved
+into OUT only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import InputError
+from ..evaluation.error_maps import SYNTHETIC_SCALE
+from ..core.contrasts import Scenario, canonical_contrast
+from ..core.progress import Progress
+
+
+@dataclass
+class ImputeOptions:
+    """Settings of one imputation; every one is recorded in report.json."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 (safe default) | bf16 | fp16 | auto (bf16 where the hardware has it)
+    batch_size: int = 16
+    n4: bool | None = None  # None: as the model was trained
+    register: bool = True
+    uncertainty: int = 0  # stochastic passes (dropout on); 0 = none
+    seed: int = 0
+    self_check: bool = False
+    write_registered: bool = False
+
+
+def pick_device(requested: str, progress: Progress) -> str:
+    import torch
+
+    if requested == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if requested == "cuda":
+        raise InputError("--device cuda was asked for but PyTorch sees no CUDA GPU (a CPU-only torch build, or no "
+                         "driver); use --device cpu or auto.")
+    progress.log("no CUDA GPU visible to PyTorch: running on the CPU")
+    return "cpu"
+
+
+def pick_precision(requested: str, device: str) -> str:
+    if requested != "auto":
+        return requested
+    import torch
+
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if _cpu_has_bf16() else "fp32"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _check_inputs(model, inputs: dict) -> Scenario:
+    names = model.contrasts.names
+    given = {canonical_contrast(k): Path(v) for k, v in inputs.items()}
+    unknown = [k for k in given if k not in names]
+    if unknown:
+        raise InputError(f"contrast {', '.join(unknown)} is not known to this model ({model.info.get('name')}); "
+                         f"it uses {', '.join(names)}.")
+    if not given:
+        raise InputError(f"no input given; pass at least one of {', '.join(names)} as --input NAME=PATH.")
+    if set(given) == set(names):
+        raise InputError(f"every contrast of the model ({', '.join(names)}) is given: nothing is missing to synthesize.")
+    scenario = model.contrasts.scenario_for(given)
+    trained = model.info.get("scenarios") or [s.bits for s in model.contrasts.scenarios()]
+    if scenario.bits not in trained:
+        raise InputError(f"this model was not trained for {scenario.describe(model.contrasts)} (scenario {scenario.bits}); "
+                         f"its scenarios are {', '.join(trained)}.")
+    return scenario
+
+
+def _check_overlap(volumes: dict, mask: np.ndarray, reference: str) -> None:
+    for name, volume in volumes.items():
+        inside = np.abs(volume.array[mask]) > 0 if mask.any() else np.zeros(1, bool)
+        if name != reference and inside.mean() < 0.5:
+            raise InputError(f"{name} ({volume.source}) barely overlaps {reference} after registration "
+                             f"({inside.mean():.0%} of the brain): are they the same patient and session?")
+
+
+class _Staging:
+    """Files written into a temporary sibling of OUT, moved in only at the end."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+        self.files: list[str] = []
+
+    def path(self, name: str) -> Path:
+        self.files.append(name)
+        return self.folder / name
+
+    def commit(self) -> list[Path]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name in self.files:
+            os.replace(self.folder / name, self.out / name)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return [self.out / n for n in self.files]
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def impute(model_path: str | Path, inputs: dict, out: str | Path, options: ImputeOptions | None = None,
+           progress: Progress | None = None, references: dict | None = None) -> dict:
+    """Synthesize the missing contrasts; returns the report (also written as OUT/report.json).
+
+    On CPU it uses every core, and gives the caller's torch thread count back when done (Slicer
+    and training code in the same process keep theirs)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _impute(model_path, inputs, out, options, progress, references)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: ImputeOptions | None,
+            progress: Progress | None, references: dict | None) -> dict:
+    import torch
+
+    from ..imputation.gan_imputer import GanImputer, InferenceOptions
+    from ..core.io import read_volume, write_volume
+    from ..models.loading import load_model
+    from ..preprocessing.normalization import NormalizationConfig, fit_normalization, normalize
+    from ..preprocessing.subject import PreprocessConfig, preprocess_volumes
+    from ..training.slice_cache import CacheConfig
+
+    options = options or ImputeOptions()
+    progress = progress or Progress("none")
+    timings: dict = {}
+    start = time.monotonic()
+    model = load_model(model_path)
+    scenario = _check_inputs(model, inputs)
+    contrasts = model.contrasts
+    device = pick_device(options.device, progress)
+    precision = pick_precision(options.precision, device)
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    progress.log(f"{scenario.describe(contrasts)} with {model.info.get('name')} {model.info.get('version')} "
+                 f"on {device} ({precision})")
+    given = {canonical_contrast(k): read_volume(v, contrast=canonical_contrast(k)) for k, v in inputs.items()}
+    timings["read_s"] = round(time.monotonic() - start, 2)
+
+    t = time.monotonic()
+    trained = model.info.get("preprocessing", {})
+    n4 = trained.get("n4", True) if options.n4 is None else options.n4
+    reference = contrasts.reference if contrasts.reference in given else None
+    pre = preprocess_volumes("input", given, PreprocessConfig(reference=reference, register=options.register, n4=n4,
+                                                              registration_kind=trained.get("registration", "rigid"),
+                                                              qc=False),
+                             on_progress=progress.callback("preprocess"))
+    reference = pre.record["reference"]
+    mask = pre.mask.array > 0
+    _check_overlap(pre.volumes, mask, reference)
+    timings["preprocess_s"] = round(time.monotonic() - t, 2)
+
+    norm = NormalizationConfig.from_record(model.info.get("normalization", {}))  # as the bundle was trained
+    params = {name: fit_normalization(v, pre.mask, norm) for name, v in pre.volumes.items()}
+    frame = pre.volumes[reference]
+    stack = np.zeros((len(contrasts), *frame.shape), np.float32)
+    for name, volume in pre.volumes.items():
+        stack[contrasts.index(name)] = normalize(volume, params[name]).array
+    slicing = CacheConfig(size=model.slicing.size, crop=model.slicing.crop, skip_empty=True,
+                          margin_mm=model.slicing.margin_mm)
+    inference = InferenceOptions(device=device, batch_size=options.batch_size, precision=precision)
+    imputer = GanImputer(model.generator, model.model_config, slicing, inference)
+
+    t = time.monotonic()
+    progress.update("synthesize", 0.0, scenario.describe(contrasts))
+    output = imputer.predict(stack, scenario, frame=frame, mask=mask)
+    timings["synthesize_s"] = round(time.monotonic() - t, 2)
+    progress.update("synthesize", 1.0, "done")
+
+    staging = _Staging(Path(out))
+    try:
+        written: dict = {"synthetic": {}, "uncertainty": {}, "registered": {}}
+        for name in scenario.missing(contrasts):
+            volume = frame.with_array((output[contrasts.index(name)] * SYNTHETIC_SCALE).astype(np.float32), contrast=name)
+            write_volume(volume, staging.path(f"{name}_synthetic.nii.gz"))
+            written["synthetic"][name] = f"{name}_synthetic.nii.gz"
+        write_volume(pre.mask, staging.path("brain_mask.nii.gz"), dtype=np.uint8)
+        if options.write_registered:
+            for name, volume in pre.volumes.items():
+                write_volume(volume, staging.path(f"{name}_registered.nii.gz"), dtype=np.float32)
+                written["registered"][name] = f"{name}_registered.nii.gz"
+        if options.uncertainty:
+            t = time.monotonic()
+            std = uncertainty(model, stack, scenario, frame, mask, slicing, inference, options, progress)
+            for name in scenario.missing(contrasts):
+                volume = frame.with_array((std[contrasts.index(name)] * SYNTHETIC_SCALE).astype(np.float32), contrast=name)
+                write_volume(volume, staging.path(f"{name}_uncertainty.nii.gz"))
+                written["uncertainty"][name] = f"{name}_uncertainty.nii.gz"
+            timings["uncertainty_s"] = round(time.monotonic() - t, 2)
+        report = {
+            "model": {k: model.info.get(k) for k in ("name", "version")},
+            "model_sha256": {k: v.get("sha256") for k, v in model.info.get("files", {}).items()},
+            "scenario": scenario.bits, "given": list(scenario.available(contrasts)),
+            "synthesized": list(scenario.missing(contrasts)), "reference": reference,
+            "inputs": {k: str(v) for k, v in inputs.items()}, "device": device, "precision": precision,
+            "options": asdict(options), "units": f"normalized x {SYNTHETIC_SCALE:g}: 0 = 0.5th, "
+                                                    f"{SYNTHETIC_SCALE:g} = 99.5th percentile inside the brain",
+            "preprocessing": pre.record["steps"], "files": written,
+        }
+        if options.self_check:
+            t = time.monotonic()
+            report["self_check"] = self_check(imputer, stack, scenario, contrasts, frame, mask, params, pre.volumes,
+                                              progress)
+            timings["self_check_s"] = round(time.monotonic() - t, 2)
+        if references:
+            report["comparison"] = _compare_with_references(references, written, staging, frame, pre.mask, n4, progress)
+        timings["total_s"] = round(time.monotonic() - start, 2)
+        report["timings"] = timings
+        staging.path("report.json").write_text(json.dumps(report, indent=2, default=str))
+        staging.commit()
+    except BaseException:
+        staging.discard()
+        raise
+    progress.log(f"wrote {', '.join(written['synthetic'].values())} to {out} in {timings['total_s']} s")
+    return report
+
+
+def uncertainty(model, stack, scenario, frame, mask, slicing, inference, options, progress) -> np.ndarray:
+    """Per-voxel standard deviation over K passes with the generator's dropout on (seeded)."""
+    import copy
+    from dataclasses import replace
+
+    import torch
+
+    from ..imputation.gan_imputer import GanImputer
+
+    torch.manual_seed(options.seed)
+    stochastic = GanImputer(copy.deepcopy(model.generator), model.model_config, slicing,
+                            replace(inference, stochastic=True))
+    passes = []
+    for k in range(options.uncertainty):
+        progress.update("uncertainty", k / options.uncertainty, f"stochastic pass {k + 1} of {options.uncertainty}")
+        passes.append(stochastic.predict(stack, scenario, frame=frame, mask=mask))
+    progress.update("uncertainty", 1.0, "done")
+    return np.std(np.stack(passes), axis=0)
+
+
+def self_check(imputer, stack, scenario, contrasts, frame, mask, params, volumes, progress) -> list[dict]:
+    """Hide each given contrast in turn, synthesize it from the others, score it against the real one."""
+    from ..evaluation.metrics import project_metrics
+
+    rows = []
+    given = [i for i, a in enumerate(scenario.mask) if a]
+    checks = [i for i in given if len(given) > 1]
+    for n, i in enumerate(checks):
+        name = contrasts.names[i]
+        hidden = Scenario("".join("0" if j == i else b for j, b in enumerate(scenario.bits)))
+        progress.update("self-check", n / len(checks), f"hiding {name}")
+        predicted = imputer.predict(stack, hidden, frame=frame, mask=mask)[i]
+        in_units = predicted.astype(np.float64) * params[name].scale + params[name].offset
+        metrics = project_metrics(in_units.astype(np.float32), volumes[name].array.astype(np.float32), mask)
+        rows.append({"hidden": name, "from": list(hidden.available(contrasts)), "scenario": hidden.bits,
+                     **{k: metrics[k] for k in ("psnr", "ssim", "mae")}})
+    if not checks:
+        progress.log("self-check: only one contrast was given, so none can be hidden")
+    return rows
+
+
+def _compare_with_references(references: dict, written: dict, staging: _Staging, frame, mask, n4: bool,
+                             progress) -> dict:
+    """Error maps against real volumes, brought through the same N4 and registration as the inputs."""
+    from ..evaluation.error_maps import compare_volumes
+    from ..core.io import read_volume, write_volume
+    from ..preprocessing.qc import error_figure
+
+    results = {}
+    for name, path in references.items():
+        name = canonical_contrast(name)
+        if name not in written["synthetic"]:
+            raise InputError(f"--reference {name}: {name} is not synthesized in this run "
+                             f"(synthesized: {', '.join(written['synthetic'])}).")
+        synthetic = read_volume(staging.folder / written["synthetic"][name], contrast=name)
+        real = read_volume(path, contrast=name)
+        if n4:
+            from ..preprocessing.bias import correct_bias
+            from ..preprocessing.masking import head_mask
+
+            real = correct_bias(real, mask=head_mask(real)).volume
+        from ..preprocessing.registration import register
+
+        registered = register(real, frame).volume
+        result = compare_volumes(synthetic, registered, mask)
+        write_volume(result["error"], staging.path(f"{name}_error.nii.gz"))
+        error_figure(registered, result["synthetic"], result["error"], staging.path(f"{name}_error.png"),
+                     title=f"{name}: synthetic vs real", mask=result["mask"])
+        results[name] = result["metrics"]
+        progress.log(f"{name}: PSNR {result['metrics']['psnr']:.2f} dB, SSIM {result['metrics']['ssim']:.3f} "
+                     "against the real volume")
+    return results

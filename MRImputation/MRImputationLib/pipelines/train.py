@@ -1,0 +1,180 @@
+"""`mrimpute train`: data folder -> preprocessed -> split -> slice cache -> MM-GAN training run.
+
+A run folder holds everything needed to continue or to export:
+  config.json (TrainConfig), model.json (ModelConfig), contrasts.json, split.json,
+  cache/ (slices), checkpoints/last.pt and best.pt, tensorboard/, history.jsonl, summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from ..core.atomic import write_text
+from ..core.errors import InputError
+from ..core.contrasts import ContrastSet
+from ..core.progress import Progress
+from ..training.config import TrainConfig, train_preset
+
+RUN_FILES = ("config.json", "model.json", "contrasts.json", "split.json")
+
+
+def resolve_preprocessed(data: Path, run: Path, progress: Progress, jobs: int = 1) -> Path:
+    """A preprocessed folder as is; a raw folder is preprocessed into RUN/preprocessed first (once)."""
+    from ..preprocessing.folder import MANIFEST_NAME, preprocess_folder
+    from ..preprocessing.subject import PreprocessConfig
+
+    data = Path(data)
+    if (data / MANIFEST_NAME).exists():
+        return data
+    target = run / "preprocessed"
+    if not (target / MANIFEST_NAME).exists():
+        progress.log(f"{data} is not preprocessed: preprocessing it into {target}")
+        preprocess_folder(data, target, PreprocessConfig(), jobs=jobs, progress=progress)
+    return target
+
+
+def model_config_for(config: TrainConfig, contrasts: ContrastSet):
+    from ..models.mmgan.config import ModelConfig, preset
+
+    model = preset(config.model, len(contrasts))
+    if config.model_overrides:
+        data = model.to_dict()
+        for key, value in config.model_overrides.items():
+            if isinstance(value, dict):
+                data[key] = {**data.get(key, {}), **value}
+            else:
+                data[key] = value
+        model = ModelConfig.from_dict(data)
+    return model
+
+
+def _split_for(run: Path, subjects: list[str], config: TrainConfig, split_file: Path | None, resume: bool):
+    from ..data.splits import Split, make_split
+
+    path = run / "split.json"
+    if split_file:
+        split = Split.load(split_file)
+    elif path.exists() and resume:
+        split = Split.load(path)
+    else:
+        split = make_split(subjects, seed=config.seed)
+    unknown = [s for s in split.train + split.val + split.test if s not in subjects]
+    if unknown:
+        raise InputError(f"split: subject(s) {', '.join(unknown)} are not among the preprocessed subjects "
+                         f"({', '.join(subjects)}).")
+    if not split.train:
+        raise InputError("split: no training subject.")
+    split.save(path)
+    return split
+
+
+def make_validator(preprocessed: Path, names: Sequence[str], contrasts: ContrastSet, model_config, cache_config,
+                   device: str):
+    """Project metrics (EVALUATION.md) of the generator on the validation subjects, all scenarios."""
+    from ..preprocessing.preprocessed import eval_subjects, load_subjects
+    from ..evaluation.harness import evaluate
+    from ..imputation.gan_imputer import GanImputer, InferenceOptions
+
+    subjects = eval_subjects(load_subjects(preprocessed, names, contrasts))
+
+    def validate(generator) -> dict:
+        was_training = generator.training
+        imputer = GanImputer(generator, model_config, cache_config, InferenceOptions(device=device))
+        result = evaluate([imputer], subjects, contrasts, keep_examples=0)
+        generator.train(was_training)
+        overall = [r for r in result.summary() if r.get("scenario") == "overall"]
+        row = overall[0] if overall else {}
+        return {k: row[f"{k}_mean"] for k in ("psnr", "ssim", "mae") if f"{k}_mean" in row}
+
+    return validate
+
+
+def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful", overrides: dict | None = None, *,
+              device: str = "auto", resume: bool = False,
+              modalities: Sequence[str] | None = None, split_file: Path | None = None, jobs: int = 1,
+              progress: Progress | None = None) -> dict:
+    """Train (or continue) one run; returns the run summary (also written as summary.json).
+
+    `config` is a preset name, a .json file or a TrainConfig; `overrides` are the settings given
+    explicitly. With `resume`, the run's own config.json is used, with `overrides` applied (e.g. more epochs).
+    """
+    from ..preprocessing.preprocessed import complete_subjects, contrasts_of
+    from ..training.distributed import init_distributed, shutdown_distributed
+    from ..preprocessing.folder import read_manifest
+    from ..training.slice_cache import CacheConfig, SliceDataset, build_cache
+    from ..training.trainer import MMGANTrainer
+
+    progress = progress or Progress("none")
+    run = Path(run)
+    context = init_distributed(device)
+    quiet = progress if context.is_main else Progress("none")
+    try:
+        if resume:
+            missing = [f for f in RUN_FILES if not (run / f).exists()]
+            if missing:
+                raise InputError(f"{run}: cannot resume, {', '.join(missing)} missing; start a new run without --resume.")
+            saved = {**json.loads((run / "config.json").read_text()), "stop_after_steps": None}  # a per-call setting
+            config = apply_overrides(TrainConfig.from_dict(saved), **(overrides or {}))
+        elif (run / "history.jsonl").exists():
+            raise InputError(f"{run}: already holds a training run (history.jsonl); continue it with --resume, or "
+                             "train into a new --out folder.")
+        elif isinstance(config, TrainConfig):
+            config = apply_overrides(config, **(overrides or {}))
+        else:
+            config = train_preset(config, **(overrides or {}))
+        run.mkdir(parents=True, exist_ok=True)
+        preprocessed = resolve_preprocessed(Path(data), run, quiet, jobs) if context.is_main else Path(data)
+        if context.enabled:
+            import torch.distributed as dist
+
+            holder = [str(preprocessed)]
+            dist.broadcast_object_list(holder, src=0)
+            preprocessed = Path(holder[0])
+        manifest = read_manifest(preprocessed)
+        contrasts = (ContrastSet.from_dict(json.loads((run / "contrasts.json").read_text())) if resume
+                     else contrasts_of(manifest, modalities))
+        subjects = complete_subjects(manifest, contrasts)
+        model_config = model_config_for(config, contrasts)
+        cache_config = CacheConfig(size=model_config.image_size, crop=config.crop, skip_empty=config.skip_empty)
+        if context.is_main:
+            split = _split_for(run, subjects, config, split_file, resume)
+            config.save(run / "config.json")
+            write_text(run / "model.json", json.dumps(model_config.to_dict(), indent=2))
+            write_text(run / "contrasts.json", json.dumps(contrasts.to_dict(), indent=2))
+            build_cache(preprocessed, contrasts, run / "cache", cache_config, subjects=split.train + split.val + split.test,
+                        on_progress=quiet.callback("cache"))
+        if context.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+        from ..data.splits import Split
+
+        split = Split.load(run / "split.json")
+        dataset = SliceDataset(run / "cache", split.train)
+        validator = (make_validator(preprocessed, split.val, contrasts, model_config, cache_config, context.device)
+                     if split.val and context.is_main else None)
+        trainer = MMGANTrainer(config, model_config, contrasts, dataset, run, context, quiet, validator)
+        if resume:
+            trainer.resume()
+            quiet.log(f"resuming at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
+        quiet.log(f"training {model_config.name} on {len(split.train)} subject(s), {len(dataset)} slices, "
+                  f"{contrasts.names}, {config.epochs} epoch(s), device {context.device}, {context.world_size} process(es)")
+        summary = trainer.fit()
+        summary.update({"preprocessed": str(preprocessed), "contrasts": contrasts.to_dict(),
+                        "train_subjects": len(split.train), "train_slices": len(dataset)})
+        if context.is_main:
+            write_text(run / "summary.json", json.dumps(summary, indent=2))
+        if context.enabled:  # no rank tears the group down while another still writes or talks
+            import torch.distributed as dist
+
+            dist.barrier()
+        return summary
+    finally:
+        shutdown_distributed()
+
+
+def apply_overrides(config: TrainConfig, **overrides) -> TrainConfig:
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})

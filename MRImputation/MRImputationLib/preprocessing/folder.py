@@ -1,0 +1,120 @@
+"""Preprocessing a folder of subjects, several at a time, with one manifest for the lot.
+
+Each subject runs in its own process (`jobs` at a time) with the cores shared between them. A
+subject that fails is recorded with its error; the others' results are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Sequence
+
+from .. import __version__
+from ..core.atomic import write_text
+from ..data.discovery import SubjectFiles, discover_subjects
+from ..core.errors import InputError
+from .subject import PreprocessConfig, preprocess_subject
+from ..core.progress import Progress
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "mrimputation-preprocessed/1"
+
+
+def set_thread_count(threads: int) -> None:
+    """Limit ITK/ANTs (and torch, if loaded) to `threads` threads in this process."""
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
+def _run_one(subject: SubjectFiles, out: str, config: PreprocessConfig, threads: int) -> dict:
+    set_thread_count(threads)
+    try:
+        return preprocess_subject(subject, out, config)
+    except InputError as error:
+        return {"subject": subject.subject, "status": "failed", "error": str(error), "bad_input": True}
+    except Exception as error:  # noqa: BLE001 - one subject's crash must not lose the others
+        detail = traceback.format_exception_only(type(error), error)[-1].strip()
+        return {"subject": subject.subject, "status": "failed", "error": detail, "bad_input": False}
+
+
+def preprocess_folder(
+    source: str | Path,
+    out: str | Path,
+    config: PreprocessConfig,
+    jobs: int = 1,
+    progress: Progress | None = None,
+    contrasts: Sequence[str] | None = None,
+) -> dict:
+    """Preprocess every subject under `source` into `out`; write and return the manifest."""
+    progress = progress or Progress("none")
+    subjects = discover_subjects(source, contrasts)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = max(1, min(jobs, len(subjects)))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    start = time.monotonic()
+    records: dict[str, dict] = {}
+    progress.update("preprocess", 0.0, f"{len(subjects)} subject(s), {jobs} at a time")
+    if jobs == 1:
+        for i, subject in enumerate(subjects):
+            report = progress.callback("preprocess", i / len(subjects), (i + 1) / len(subjects))
+            set_thread_count(threads)
+            try:
+                records[subject.subject] = preprocess_subject(
+                    subject, out, config, on_progress=lambda f, m, s=subject: report(f, f"{s.subject}: {m}")
+                )
+            except InputError as error:
+                records[subject.subject] = {"subject": subject.subject, "status": "failed", "error": str(error),
+                                            "bad_input": True}
+            _report_failure(progress, records[subject.subject])
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            pending = {pool.submit(_run_one, s, str(out), config, threads): s for s in subjects}
+            try:
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        subject = pending.pop(future)
+                        records[subject.subject] = future.result()
+                        _report_failure(progress, records[subject.subject])
+                        progress.update("preprocess", len(records) / len(subjects), f"{subject.subject} done")
+            except BaseException:
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "software": f"MRImputationLib {__version__}",
+        "source": str(Path(source).resolve()),
+        "config": config.to_dict(),
+        "seconds": round(time.monotonic() - start, 2),
+        "subjects": [records[s.subject] for s in subjects],
+    }
+    write_text(out / MANIFEST_NAME, json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _report_failure(progress: Progress, record: dict) -> None:
+    if record.get("status") != "ok":
+        progress.log(f"subject {record['subject']} failed: {record['error']}")
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """The manifest of a preprocessed folder, with a clear error when it is missing or foreign."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.exists():
+        raise InputError(f"{folder}: no {MANIFEST_NAME}; run `mrimpute preprocess` on the raw data first.")
+    data = json.loads(path.read_text())
+    if data.get("format") != MANIFEST_FORMAT:
+        raise InputError(f"{path}: format {data.get('format')!r} is not {MANIFEST_FORMAT!r}; preprocess again.")
+    return data

@@ -1,0 +1,274 @@
+"""What the "Impute missing modalities" panel decides, without Slicer: selections, statements, commands.
+
+Which node goes with which contrast (guessed from node names), whether a selection can work and
+why not (a sentence the user can act on), the scenario it means ("given T1, T2 -> synthesizing
+PD"), the command line for the child process, and the names of the output nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from ..core.errors import InputError
+from ..core.contrasts import ContrastSet, Scenario, canonical_contrast, contrast_from_filename
+
+DEVICES = ("auto", "cuda", "cpu")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+MAX_UNCERTAINTY_SAMPLES = 50
+
+
+@dataclass
+class ImputationOptions:
+    """The panel's options; each maps to one `mrimpute impute` flag.
+
+    >>> ImputationOptions(n4=False, uncertainty=4).arguments()
+    ['--device', 'auto', '--precision', 'fp32', '--no-n4', '--uncertainty', '4']
+    """
+
+    n4: bool = True
+    register: bool = True
+    device: str = "auto"
+    precision: str = "fp32"
+    uncertainty: int = 0
+    self_check: bool = False
+
+    def validate(self) -> None:
+        if self.device not in DEVICES:
+            raise InputError(f"device {self.device!r}: choose one of {', '.join(DEVICES)}.")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}.")
+        if not 0 <= int(self.uncertainty) <= MAX_UNCERTAINTY_SAMPLES:
+            raise InputError(f"uncertainty samples {self.uncertainty}: give 0 (off) to {MAX_UNCERTAINTY_SAMPLES}.")
+
+    def arguments(self) -> list[str]:
+        self.validate()
+        args = ["--device", self.device, "--precision", self.precision]
+        if not self.n4:
+            args.append("--no-n4")
+        if not self.register:
+            args.append("--no-register")
+        if self.uncertainty:
+            args += ["--uncertainty", str(int(self.uncertainty))]
+        if self.self_check:
+            args.append("--self-check")
+        return args
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SelectionState:
+    """Whether a selection of input volumes can be imputed: `valid`, the `reason` if not, the `statement`."""
+
+    valid: bool
+    reason: str
+    statement: str
+    scenario: Scenario | None = None
+
+    def as_tuple(self) -> tuple[bool, str]:
+        """SlicerNNUnet's `isValid() -> (bool, reason)` form."""
+        return self.valid, self.reason
+
+
+def describe_scenario(scenario: Scenario, contrasts: ContrastSet) -> str:
+    """'given T1, T2 → synthesizing PD'.
+
+    >>> from MRImputationLib.core.contrasts import IXI
+    >>> describe_scenario(Scenario("110"), IXI)
+    'given T1, T2 → synthesizing PD'
+    """
+    return scenario.describe(contrasts).replace("->", "→")
+
+
+def selection_state(contrasts: ContrastSet | None, selected: Mapping[str, object],
+                    trained_scenarios: Sequence[str] | None = None) -> SelectionState:
+    """Judge a selection: `selected` maps each contrast to a node (or None / "" for "not available").
+
+    >>> from MRImputationLib.core.contrasts import IXI
+    >>> selection_state(IXI, {"T1": "t1 node", "T2": "t2 node", "PD": None}).statement
+    'given T1, T2 → synthesizing PD'
+    >>> selection_state(IXI, {"T1": None, "T2": None, "PD": None}).reason
+    'Select at least one input volume (T1, T2 or PD).'
+    """
+    if contrasts is None:
+        return SelectionState(False, "Choose a model first (install one, import one from disk, or download one).", "")
+    names = contrasts.names
+    listing = ", ".join(names[:-1]) + " or " + names[-1]
+    given = [n for n in names if selected.get(n)]
+    if not given:
+        return SelectionState(False, f"Select at least one input volume ({listing}).", "")
+    if len(given) == len(names):
+        return SelectionState(False, f"Every contrast of the model ({', '.join(names)}) is selected, so nothing is "
+                                     "missing: choose '(not available)' for the one to synthesize.", "")
+    chosen = [selected[n] for n in given]
+    for i, node in enumerate(chosen):
+        if any(node is other for other in chosen[i + 1:]):
+            return SelectionState(False, "The same volume is selected for two contrasts; pick a different volume "
+                                         "for each.", "")
+    scenario = contrasts.scenario_for(given)
+    statement = describe_scenario(scenario, contrasts)
+    if trained_scenarios and scenario.bits not in trained_scenarios:
+        usable = "; ".join(describe_scenario(Scenario(b), contrasts) for b in trained_scenarios)
+        return SelectionState(False, f"This model was not trained for {statement}. It can do: {usable}.", statement,
+                              scenario)
+    return SelectionState(True, "", statement, scenario)
+
+
+def guess_contrast(node_name: str, contrasts: Iterable[str]) -> str | None:
+    """The model contrast a node's name names ("BraTS-GLI-00001-000-t2f" -> "FLAIR"), or None.
+
+    >>> guess_contrast("IXI002-Guys-0828-T2", ["T1", "T2", "PD"]), guess_contrast("Segmentation", ["T1", "T2"])
+    ('T2', None)
+    """
+    known = [canonical_contrast(c) for c in contrasts]
+    try:
+        contrast = contrast_from_filename(node_name, known=known)
+    except InputError:
+        return None
+    return contrast if contrast in known else None
+
+
+def prefill(contrasts: Sequence[str], node_names: Sequence[str], skip: Iterable[str] = ()) -> dict[str, str]:
+    """For each contrast, the first node name that names it (names in `skip` are ignored, e.g. our outputs).
+
+    >>> prefill(["T1", "T2", "PD"], ["sub-1_T1", "PD (synthetic)", "sub-1_T2"], skip=["PD (synthetic)"])
+    {'T1': 'sub-1_T1', 'T2': 'sub-1_T2'}
+    """
+    skipped = set(skip)
+    found: dict[str, str] = {}
+    for name in node_names:
+        if name in skipped:
+            continue
+        contrast = guess_contrast(name, contrasts)
+        if contrast and contrast not in found:
+            found[contrast] = name
+    return {c: found[c] for c in (canonical_contrast(c) for c in contrasts) if c in found}
+
+
+def output_node_name(contrast: str, kind: str = "synthetic") -> str:
+    """'PD (synthetic)', 'PD uncertainty', 'PD error'.
+
+    >>> output_node_name("PD"), output_node_name("PD", "uncertainty")
+    ('PD (synthetic)', 'PD uncertainty')
+    """
+    if kind == "synthetic":
+        return f"{contrast} (synthetic)"
+    if kind in ("uncertainty", "error"):
+        return f"{contrast} {kind}"
+    raise ValueError(f"output kind {kind!r}: synthetic, uncertainty or error")
+
+
+def lib_folder() -> Path:
+    """The folder that holds the MRImputationLib package (put on the child's path)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def child_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: `base` (default os.environ) with MRImputationLib importable."""
+    env = dict(os.environ if base is None else base)
+    folder = str(lib_folder())
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([folder, *[p for p in parts if p != folder]])
+    return env
+
+
+def impute_command(python: str | os.PathLike, model: str | os.PathLike, inputs: Mapping[str, str | os.PathLike],
+                   out: str | os.PathLike, options: ImputationOptions | None = None,
+                   references: Mapping[str, str | os.PathLike] | None = None) -> list[str]:
+    """`[python, -m, MRImputationLib, impute, --model, ..., --input NAME=PATH ..., --progress, json]`.
+
+    >>> impute_command("python", "m", {"T1": "t1.nii.gz"}, "out")[:8]
+    ['python', '-m', 'MRImputationLib', 'impute', '--model', 'm', '--input', 'T1=t1.nii.gz']
+    """
+    if not inputs:
+        raise InputError("no input volume was given; select at least one.")
+    command = [str(python), "-m", "MRImputationLib", "impute", "--model", str(model)]
+    for name, path in inputs.items():
+        command += ["--input", f"{canonical_contrast(name)}={path}"]
+    command += ["--out", str(out), *(options or ImputationOptions()).arguments()]
+    for name, path in (references or {}).items():
+        command += ["--reference", f"{canonical_contrast(name)}={path}"]
+    return command + ["--progress", "json"]
+
+
+def compare_command(python: str | os.PathLike, synthetic: str | os.PathLike, real: str | os.PathLike,
+                    out: str | os.PathLike, same_units: bool = False) -> list[str]:
+    """`[python, -m, MRImputationLib, compare, SYNTH, REAL, --out, DIR, --progress, json]`."""
+    command = [str(python), "-m", "MRImputationLib", "compare", str(synthetic), str(real), "--out", str(out)]
+    return command + (["--same-units"] if same_units else []) + ["--progress", "json"]
+
+
+DEVICE_PROBE = (
+    "import json\n"
+    "try:\n"
+    "    import torch\n"
+    "except ImportError:\n"
+    "    print(json.dumps({'event': 'done', 'torch': None, 'cuda': False}))\n"
+    "else:\n"
+    "    info = {'event': 'done', 'torch': torch.__version__, 'cuda': torch.cuda.is_available()}\n"
+    "    if info['cuda']:\n"
+    "        p = torch.cuda.get_device_properties(0)\n"
+    "        info.update(gpu=p.name, gpu_memory_gb=round(p.total_memory / 2**30, 1))\n"
+    "    print(json.dumps(info))\n"
+)
+
+
+def device_probe_command(python: str | os.PathLike = sys.executable) -> list[str]:
+    """A child that prints what PyTorch sees (run it in the background: importing torch takes seconds)."""
+    return [str(python), "-c", DEVICE_PROBE]
+
+
+SMALL_GPU_GB = 6.0
+
+
+def describe_devices(info: Mapping | None) -> str:
+    """The device line of the panel, from the probe's done event.
+
+    >>> describe_devices({"torch": "2.3.0", "cuda": True, "gpu": "RTX A4000", "gpu_memory_gb": 16.0})
+    'CUDA GPU: RTX A4000 (16.0 GB), PyTorch 2.3.0; auto uses the GPU.'
+    >>> describe_devices({"torch": "2.3.0+cpu", "cuda": False})
+    'No CUDA GPU visible to PyTorch 2.3.0+cpu: auto uses the CPU (slower).'
+    """
+    if info is None:
+        return "Detecting devices…"
+    if not info.get("torch"):
+        return "PyTorch is not installed: it is installed through the PyTorch extension on first use."
+    if not info.get("cuda"):
+        return f"No CUDA GPU visible to PyTorch {info['torch']}: auto uses the CPU (slower)."
+    memory = info.get("gpu_memory_gb")
+    line = f"CUDA GPU: {info.get('gpu', '?')} ({memory} GB), PyTorch {info['torch']}; auto uses the GPU."
+    if memory is not None and memory < SMALL_GPU_GB:
+        line += f" Less than {SMALL_GPU_GB:g} GB of GPU memory: lower the batch or use the CPU if it runs out."
+    return line
+
+
+def read_report(out: str | os.PathLike) -> dict:
+    """The report.json that `mrimpute impute` wrote into `out`."""
+    path = Path(out) / "report.json"
+    if not path.is_file():
+        raise InputError(f"{out}: no report.json; the imputation did not finish.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def provenance(report: Mapping, scenario_statement: str, kind: str) -> dict:
+    """Node attributes recording what made an output: model, version, weights hash, scenario."""
+    model = report.get("model") or {}
+    hashes = report.get("model_sha256") or {}
+    return {
+        "kind": kind,
+        "model": model.get("name"),
+        "modelVersion": model.get("version"),
+        "modelSha256": hashes.get("generator.safetensors") or ",".join(f"{k}:{v}" for k, v in hashes.items()),
+        "scenario": report.get("scenario"),
+        "scenarioText": scenario_statement,
+        "given": ",".join(report.get("given") or []),
+        "units": report.get("units"),
+        "device": report.get("device"),
+        "precision": report.get("precision"),
+    }

@@ -1,0 +1,335 @@
+"""A child process that speaks the command line's JSON progress contract, without Qt.
+
+The Slicer module runs every long job (`mrimpute impute`, `compare`) through `ChildProcess`: the
+child starts in its own process group (session on POSIX, new process group on Windows), two reader
+threads queue its stdout/stderr lines, and `poll()`, called from the caller's thread (a
+`qt.QTimer` in Slicer, a loop in scripts and tests), turns them into typed events and calls back.
+`cancel()` ends the whole process tree: PythonSlicer is a launcher, so killing only the process
+we started would leave the real Python worker running.
+
+>>> event = parse_event('{"event": "progress", "stage": "synthesize", "fraction": 0.5, "eta_s": 12}')
+>>> event.stage, event.fraction, event.eta_s
+('synthesize', 0.5, 12.0)
+>>> parse_event("Warning: not JSON").message
+'Warning: not JSON'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence, Union
+
+from ..core.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
+
+TAIL_LINES = 40
+READER_GRACE_S = 2.0
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """`stage` is `fraction` (0..1) done; `eta_s` is the child's estimate of the stage's time left."""
+
+    stage: str
+    fraction: float
+    message: str = ""
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+
+    def describe(self) -> str:
+        """One line for a status label, e.g. 'synthesize 40% (about 12 s left): T1, T2 -> PD'."""
+        text = f"{self.stage} {self.fraction:.0%}"
+        if self.eta_s is not None:
+            text += f" (about {format_duration(self.eta_s)} left)"
+        return f"{text}: {self.message}" if self.message else text
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """A line for the user that is not progress; `stream` is "stdout" or "stderr"."""
+
+    message: str
+    stream: str = "stdout"
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    """The child finished successfully; `info` is what the command reported (paths, timings...)."""
+
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """The child failed; `message` says why and what to do, `exit_code` follows errors.py."""
+
+    message: str
+    exit_code: int = EXIT_FAILED
+
+
+Event = Union[ProgressEvent, LogEvent, DoneEvent, ErrorEvent]
+
+
+def format_duration(seconds: float) -> str:
+    """'45 s', '3 min 20 s', '1 h 05 min'.
+
+    >>> format_duration(44.6), format_duration(200), format_duration(3900)
+    ('45 s', '3 min 20 s', '1 h 05 min')
+    """
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def parse_event(line: str, stream: str = "stdout") -> Event:
+    """One output line as an event; anything that is not a contract event is a `LogEvent`."""
+    text = line.rstrip("\r\n")
+    if stream == "stdout" and text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            kind = data.get("event")
+            if kind == "progress":
+                return ProgressEvent(str(data.get("stage", "")), _number(data.get("fraction")) or 0.0,
+                                     str(data.get("message") or ""), _number(data.get("elapsed_s")),
+                                     _number(data.get("eta_s")))
+            if kind == "log":
+                return LogEvent(str(data.get("message", "")))
+            if kind == "done":
+                return DoneEvent({k: v for k, v in data.items() if k != "event"})
+            if kind == "error":
+                code = data.get("exit_code")
+                return ErrorEvent(str(data.get("message", "")), code if isinstance(code, int) else EXIT_FAILED)
+    return LogEvent(text, stream)
+
+
+@dataclass
+class RunResult:
+    """How a child ended: its exit code, its last done/error event, and whether we cancelled it."""
+
+    exit_code: int
+    done: DoneEvent | None = None
+    error: ErrorEvent | None = None
+    cancelled: bool = False
+    tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == EXIT_OK and not self.cancelled and self.done is not None
+
+    def message(self) -> str:
+        """What went wrong, in words a user can act on."""
+        if self.ok:
+            return "done"
+        if self.cancelled:
+            return "cancelled; no partial output was kept"
+        if self.error is not None and self.error.message:
+            return self.error.message
+        last = "\n".join(self.tail[-8:])
+        return (f"the process ended with exit code {self.exit_code} without saying why. Its last output:\n{last}"
+                if last else f"the process ended with exit code {self.exit_code} and printed nothing.")
+
+
+class ChildProcess:
+    """Runs `command`, parses its JSON events and calls back from `poll()` on the caller's thread.
+
+    >>> import sys
+    >>> child = ChildProcess([sys.executable, "-c", 'print(\\'{"event": "done", "answer": 42}\\')'])
+    >>> child.start().wait().done.info
+    {'answer': 42}
+    """
+
+    def __init__(self, command: Sequence[str], env: dict | None = None, cwd: str | os.PathLike | None = None,
+                 on_progress: Callable[[ProgressEvent], None] | None = None,
+                 on_log: Callable[[LogEvent], None] | None = None,
+                 on_done: Callable[[DoneEvent], None] | None = None,
+                 on_error: Callable[[ErrorEvent], None] | None = None,
+                 on_finished: Callable[[RunResult], None] | None = None) -> None:
+        self.command = [str(c) for c in command]
+        self.env = env
+        self.cwd = cwd
+        self.on_progress, self.on_log, self.on_done, self.on_error = on_progress, on_log, on_done, on_error
+        self.on_finished = on_finished
+        self.process: subprocess.Popen | None = None
+        self.result: RunResult | None = None
+        self.last_progress: ProgressEvent | None = None
+        self._queue: queue.Queue = queue.Queue()
+        self._readers: list[threading.Thread] = []
+        self._done: DoneEvent | None = None
+        self._error: ErrorEvent | None = None
+        self._tail: list[str] = []
+        self._cancelled = False
+        self._killed = False
+        self._kill_deadline = 0.0
+        self._exited_at = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def running(self) -> bool:
+        """True from `start()` until `poll()` has reported the end."""
+        return self.process is not None and self.result is None
+
+    def start(self) -> "ChildProcess":
+        if self.process is not None:
+            raise RuntimeError("this child process was already started; make a new ChildProcess to run again")
+        env = {**(self.env if self.env is not None else os.environ), "PYTHONUNBUFFERED": "1"}
+        options: dict = {}
+        if os.name == "nt":
+            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        else:
+            options["start_new_session"] = True  # its own process group: cancel() reaches every descendant
+        self.process = subprocess.Popen(self.command, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        encoding="utf-8", errors="replace", bufsize=1, **options)
+        for stream, name in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr")):
+            reader = threading.Thread(target=self._read, args=(stream, name), daemon=True,
+                                      name=f"mrimputation-{name}-{self.process.pid}")
+            reader.start()
+            self._readers.append(reader)
+        return self
+
+    def _read(self, stream, name: str) -> None:
+        for line in iter(stream.readline, ""):
+            self._queue.put((name, line))
+        stream.close()
+
+    def poll(self) -> RunResult | None:
+        """Handle the lines that arrived; the RunResult once the child has ended and all output is read."""
+        if self.process is None:
+            raise RuntimeError("start() the child process first")
+        if self.result is not None:
+            return self.result
+        while True:
+            try:
+                name, line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._dispatch(parse_event(line, name))
+        self._escalate()
+        if self.process.poll() is None:
+            return None
+        self._exited_at = self._exited_at or time.monotonic()
+        # Descendants holding the pipes outlive the child (a launcher's worker cleaning up after a cancel);
+        # wait for them, but not forever: a detached grandchild may keep the pipes open.
+        limit = self._kill_deadline if self._cancelled else self._exited_at
+        if any(r.is_alive() for r in self._readers) and time.monotonic() < limit + READER_GRACE_S:
+            return None
+        while not self._queue.empty():
+            name, line = self._queue.get_nowait()
+            self._dispatch(parse_event(line, name))
+        if self._cancelled:
+            kill_tree(self.process)  # whatever of the group is still alive
+        code = self.process.returncode
+        error = self._error
+        if not self._cancelled and code != EXIT_OK and error is None:
+            error = ErrorEvent(RunResult(code, tail=self._tail).message(), code if code > 0 else EXIT_FAILED)
+            self._call(self.on_error, error)
+        self.result = RunResult(code, self._done if code == EXIT_OK else None, error, self._cancelled, list(self._tail))
+        self._call(self.on_finished, self.result)
+        return self.result
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, ProgressEvent):
+            self.last_progress = event
+            self._call(self.on_progress, event)
+        elif isinstance(event, LogEvent):
+            if event.message.strip():
+                self._tail = (self._tail + [event.message])[-TAIL_LINES:]
+            self._call(self.on_log, event)
+        elif isinstance(event, DoneEvent):
+            self._done = event
+            self._call(self.on_done, event)
+        elif isinstance(event, ErrorEvent):
+            self._error = event
+            if not self._cancelled:
+                self._call(self.on_error, event)
+
+    @staticmethod
+    def _call(callback, event) -> None:
+        if callback is not None:
+            callback(event)
+
+    def wait(self, timeout: float | None = None, interval: float = 0.05,
+             idle: Callable[[], None] | None = None) -> RunResult:
+        """Block until the child ends (callbacks still run here); `idle` runs between polls, e.g. processEvents."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            result = self.poll()
+            if result is not None:
+                return result
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{self.command[0]} still runs after {timeout} s")
+            if idle is not None:
+                idle()
+            time.sleep(interval)
+
+    def cancel(self, grace: float = 5.0, wait: bool = False) -> None:
+        """Stop the child and all its descendants without blocking.
+
+        SIGTERM goes to the whole process group (the CLI cleans up and exits 130, a launcher just
+        ends); `poll()` sends SIGKILL to the group if anything of it still runs `grace` seconds
+        later. With `wait=True` this returns only when the child has ended.
+        """
+        if self.process is None or self.result is not None:
+            return
+        if not self._cancelled:
+            self._cancelled = True
+            self._kill_deadline = time.monotonic() + grace
+            terminate_tree(self.process)
+        if wait:
+            self.wait()
+
+    def _escalate(self) -> None:
+        if self._cancelled and not self._killed and time.monotonic() > self._kill_deadline:
+            kill_tree(self.process)
+            self._killed = True
+
+
+def terminate_tree(process: subprocess.Popen) -> None:
+    """Ask `process` (started in its own group) and its descendants to stop (Windows: end them)."""
+    if os.name == "nt":
+        # taskkill /T walks the tree from the launcher; /F because console programs ignore WM_CLOSE.
+        subprocess.run(["taskkill", "/PID", str(process.pid), "/T", "/F"], capture_output=True, check=False)
+    else:
+        _signal_group(process.pid, signal.SIGTERM)
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """End `process` and every process left in its group, at once."""
+    if os.name == "nt":
+        terminate_tree(process)
+        if process.poll() is None:
+            process.kill()
+    else:
+        # The group outlives its leader while any member lives (e.g. a launcher's worker).
+        _signal_group(process.pid, signal.SIGKILL)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def cancelled_exit_codes() -> tuple[int, ...]:
+    """Exit codes a cancelled child may end with: 130 (it cleaned up) or killed by a signal."""
+    return (EXIT_CANCELLED, -signal.SIGTERM, -signal.SIGKILL) if os.name != "nt" else (EXIT_CANCELLED, 1)

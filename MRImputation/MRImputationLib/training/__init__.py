@@ -1,0 +1,1 @@
+"""Training runs: configuration, curriculum, slice cache, the loop, checkpoints, distributed."""
