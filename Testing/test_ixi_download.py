@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from MRImputationLib.core.errors import InputError
-from MRImputationLib.data.ixi import DownloadError, DownloadMismatch, download, extract_tar, fetch_ixi
+from MRImputationLib.core.download import DownloadError, DownloadMismatch, download
+from MRImputationLib.data.ixi import extract_tar, fetch_ixi
 from MRImputationLib.data.splits import Split
 
 SUBJECTS = {  # subject -> contrasts it has; IXI014 lacks PD

@@ -13,7 +13,7 @@ from MRImputationLib.core.errors import InputError
 from MRImputationLib.core.io import read_volume, write_volume
 from MRImputationLib.core.contrasts import IXI, ContrastSet
 from MRImputationLib.preprocessing.normalization import NormalizationParameters, denormalize, fit_normalization, normalize
-from MRImputationLib.preprocessing.folder import MANIFEST_FORMAT, MANIFEST_NAME
+from MRImputationLib.preprocessing.manifest import MANIFEST_FORMAT, MANIFEST_NAME
 from MRImputationLib.data.phantom import PhantomConfig, make_subject
 from MRImputationLib.training.slice_cache import (
     CacheConfig,

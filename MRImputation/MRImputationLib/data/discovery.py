@@ -18,7 +18,7 @@ from typing import Sequence
 
 from ..core.errors import InputError
 from ..core.io import is_volume_file, strip_volume_suffix
-from ..core.contrasts import _ALIAS_TO_NAME, _TOKEN_SPLIT, canonical_contrast, contrast_from_filename
+from ..core.contrasts import _ALIAS_TO_NAME, canonical_contrast, contrast_from_filename
 
 SKIPPED_FOLDERS = {"truth", "qc", "__MACOSX"}
 

@@ -8,7 +8,6 @@ picture truth | synthesis | error on a few axial slices.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 

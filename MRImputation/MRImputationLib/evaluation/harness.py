@@ -27,6 +27,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from ..core.errors import InputError
+from ..preprocessing.preprocessed import LoadedSubject
 from .metrics import evaluation_units, legacy_metrics, paired_test, project_metrics
 from ..core.contrasts import ContrastSet, Scenario
 from ..core.volume import Volume
@@ -240,3 +241,8 @@ def evaluate(
                 done = subject_index * len(scenarios) + scenario_index + 1
                 on_progress(done / total, f"{subject.name}: {info['scenario_label']}")
     return EvaluationResult(rows=rows, examples=examples, methods=names, scenarios=infos)
+
+
+def eval_subjects(loaded: Sequence[LoadedSubject]) -> list[EvalSubject]:
+    """Subjects loaded from a preprocessed folder, as the harness scores them."""
+    return [EvalSubject(s.name, s.stack, s.mask, s.denormalize, frame=s.frame) for s in loaded]

@@ -311,7 +311,7 @@ class ModelStore:
     def download(self, entry: CatalogueEntry, confirm: Callable[[CatalogueEntry], bool],
                  on_progress: Callable[[float, str], None] | None = None) -> ModelCard:
         """Download, verify and install a catalogue entry, only if `confirm(entry)` returns True."""
-        from ..data.ixi import download
+        from ..core.download import download
 
         if not confirm(entry):
             raise DownloadDeclined(f"the download of {entry.name} {entry.version} was declined; nothing was fetched. "

@@ -40,12 +40,13 @@ def choose_subjects(available: list[str], subjects: Sequence[str] | None, split:
 def evaluate_model(model_path: Path, data: Path, out: Path, *, subjects: Sequence[str] | None = None,
                    split_file: Path | None = None, device: str = "cpu", baseline: bool = True,
                    progress: Progress | None = None) -> dict:
-    from ..preprocessing.preprocessed import complete_subjects, eval_subjects, load_subjects
+    from ..evaluation.harness import eval_subjects
+    from ..preprocessing.preprocessed import complete_subjects, load_subjects
     from ..evaluation.harness import evaluate
     from ..imputation.gan_imputer import GanImputer, InferenceOptions
     from ..models.linear import LinearImputer
     from ..models.loading import load_model
-    from ..preprocessing.folder import read_manifest
+    from ..preprocessing.manifest import read_manifest
     from ..evaluation.reports import write_report
     from .train import resolve_preprocessed
 

@@ -20,7 +20,7 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
     from ..models.bundle import BundleInfo, write_bundle, zip_bundle
     from ..models.loading import run_weights
     from ..core.contrasts import ContrastSet
-    from ..preprocessing.folder import read_manifest
+    from ..preprocessing.manifest import read_manifest
 
     run, bundle = Path(run), Path(bundle)
     for needed in ("config.json", "model.json", "contrasts.json"):

@@ -23,7 +23,8 @@ RUN_FILES = ("config.json", "model.json", "contrasts.json", "split.json")
 
 def resolve_preprocessed(data: Path, run: Path, progress: Progress, jobs: int = 1) -> Path:
     """A preprocessed folder as is; a raw folder is preprocessed into RUN/preprocessed first (once)."""
-    from ..preprocessing.folder import MANIFEST_NAME, preprocess_folder
+    from ..preprocessing.folder import preprocess_folder
+    from ..preprocessing.manifest import MANIFEST_NAME
     from ..preprocessing.subject import PreprocessConfig
 
     data = Path(data)
@@ -74,7 +75,8 @@ def _split_for(run: Path, subjects: list[str], config: TrainConfig, split_file: 
 def make_validator(preprocessed: Path, names: Sequence[str], contrasts: ContrastSet, model_config, cache_config,
                    device: str):
     """Project metrics (EVALUATION.md) of the generator on the validation subjects, all scenarios."""
-    from ..preprocessing.preprocessed import eval_subjects, load_subjects
+    from ..evaluation.harness import eval_subjects
+    from ..preprocessing.preprocessed import load_subjects
     from ..evaluation.harness import evaluate
     from ..imputation.gan_imputer import GanImputer, InferenceOptions
 
@@ -103,7 +105,7 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
     """
     from ..preprocessing.preprocessed import complete_subjects, contrasts_of
     from ..training.distributed import init_distributed, shutdown_distributed
-    from ..preprocessing.folder import read_manifest
+    from ..preprocessing.manifest import read_manifest
     from ..training.slice_cache import CacheConfig, SliceDataset, build_cache
     from ..training.trainer import MMGANTrainer
 

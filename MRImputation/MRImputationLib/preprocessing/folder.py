@@ -21,10 +21,7 @@ from ..data.discovery import SubjectFiles, discover_subjects
 from ..core.errors import InputError
 from .subject import PreprocessConfig, preprocess_subject
 from ..core.progress import Progress
-
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "mrimputation-preprocessed/1"
-
+from .manifest import MANIFEST_FORMAT, MANIFEST_NAME
 
 def set_thread_count(threads: int) -> None:
     """Limit ITK/ANTs (and torch, if loaded) to `threads` threads in this process."""
@@ -107,14 +104,3 @@ def preprocess_folder(
 def _report_failure(progress: Progress, record: dict) -> None:
     if record.get("status") != "ok":
         progress.log(f"subject {record['subject']} failed: {record['error']}")
-
-
-def read_manifest(folder: str | Path) -> dict:
-    """The manifest of a preprocessed folder, with a clear error when it is missing or foreign."""
-    path = Path(folder) / MANIFEST_NAME
-    if not path.exists():
-        raise InputError(f"{folder}: no {MANIFEST_NAME}; run `mrimpute preprocess` on the raw data first.")
-    data = json.loads(path.read_text())
-    if data.get("format") != MANIFEST_FORMAT:
-        raise InputError(f"{path}: format {data.get('format')!r} is not {MANIFEST_FORMAT!r}; preprocess again.")
-    return data

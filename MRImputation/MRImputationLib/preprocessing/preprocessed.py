@@ -12,7 +12,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.io import read_volume
 from ..core.contrasts import ContrastSet, canonical_contrast
-from .folder import read_manifest
+from .manifest import read_manifest
 from ..core.volume import Volume
 
 # Channel order when the contrasts come from the data: IXI gives T1, T2, PD; BraTS T1, T1c, T2, FLAIR.
@@ -81,9 +81,3 @@ def load_subjects(preprocessed: Path, names: Sequence[str], contrasts: ContrastS
     if missing:
         raise InputError(f"{preprocessed}: subject(s) {', '.join(missing)} are not preprocessed there.")
     return [load_subject(preprocessed, records[n], contrasts) for n in names]
-
-
-def eval_subjects(loaded: Sequence[LoadedSubject]):
-    from ..evaluation.harness import EvalSubject
-
-    return [EvalSubject(s.name, s.stack, s.mask, s.denormalize, frame=s.frame) for s in loaded]

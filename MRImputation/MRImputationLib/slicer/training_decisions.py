@@ -126,7 +126,7 @@ def summarize_data(folder: str | os.PathLike) -> DataSummary:
 
     InputError (naming the folder and what was looked for) when it holds no subject.
     """
-    from ..preprocessing.folder import MANIFEST_NAME, read_manifest
+    from ..preprocessing.manifest import MANIFEST_NAME, read_manifest
 
     folder = Path(folder)
     if not folder.is_dir():

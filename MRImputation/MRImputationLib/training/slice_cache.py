@@ -190,7 +190,7 @@ def build_cache(
     """Cache the slices of `subjects` (default: every successfully preprocessed subject with all
     `contrasts`); reuse what an earlier build made with the same settings. Returns the cache folder.
     """
-    from ..preprocessing.folder import read_manifest
+    from ..preprocessing.manifest import read_manifest
 
     preprocessed, cache = Path(preprocessed), Path(cache)
     config = config or CacheConfig()
