@@ -1,7 +1,8 @@
 """3D Slicer module "MR Imputation": synthesize missing MRI contrasts with MM-GAN.
 
 Slicer glue only; the work is in MRImputationLib (imported inside functions, so loading the module
-costs nothing): the panel in panel.py, the logic in slicer_logic.py, the MRML bridge in slicer_bridge.py.
+costs nothing): the panel in slicer/imputation_panel.py, the logic in slicer/imputation_logic.py (each
+job a child process running `mrimpute`, followed by slicer/job.py), the MRML bridge in slicer/bridge.py.
 """
 
 import os
@@ -140,7 +141,10 @@ class MRImputationLogic(ScriptedLoadableModuleLogic):
         return ImputationOptions(**options) if isinstance(options, dict) else options
 
     def startImpute(self, inputs, model, options=None, on_progress=None, on_log=None, on_finished=None):
-        """Start an imputation in a child process; returns a job to poll (`job.poll()`) or cancel."""
+        """Start an imputation in a child process; returns a job to poll (`job.poll()`) or cancel.
+
+        Once finished, `job.outputs.nodes` are the new volume nodes (MRImputationLib.slicer.job.Job).
+        """
         return self.implementation().start_impute(inputs, model, self._options(options), on_progress, on_log,
                                                   on_finished)
 
@@ -218,7 +222,7 @@ class MRImputationTest(ScriptedLoadableModuleTest):
             attributes = slicer_bridge.get_attributes(synthetic)
             self.assertEqual((attributes["model"], attributes["scenario"]), (card.name, "110"))
             self.assertTrue(slicer_bridge.volume_from_node(synthetic).same_grid(volumes["T1"]))
-            self.assertIsNotNone(panel.job.self_check_table)
+            self.assertIsNotNone(panel.job.outputs.self_check_table)
 
             self.delayDisplay("Error map against the real PD")
             panel.params.syntheticVolume, panel.params.referenceVolume = synthetic, inputs["PD"]
@@ -227,8 +231,8 @@ class MRImputationTest(ScriptedLoadableModuleTest):
                 slicer.app.processEvents()
                 time.sleep(0.05)
             self.assertTrue(panel.job.ok, panel.job.error)
-            self.assertGreaterEqual(panel.job.table.GetNumberOfRows(), 3)
-            colors = panel.job.error_node.GetDisplayNode().GetColorNode().GetName()
+            self.assertGreaterEqual(panel.job.outputs.table.GetNumberOfRows(), 3)
+            colors = panel.job.outputs.error_node.GetDisplayNode().GetColorNode().GetName()
             self.assertIn(colors, ("Magma", "Inferno", "MRImputation Magma"))
             panel.ui.compareLayoutButton.click()
             self.delayDisplay("Test passed")

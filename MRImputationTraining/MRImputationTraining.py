@@ -1,9 +1,10 @@
 """3D Slicer module "MR Imputation Training": train an MM-GAN model on your own subjects.
 
 Slicer glue only; the work is in MRImputationLib (imported inside functions, so loading the module
-costs nothing): the panel in training_panel.py, decisions in training_logic.py, the child process in
-training_job.py, curves in training_plots.py. Training runs the same code as the headless script
-train.py (MRImputationLib.pipelines.headless_training) in a child process; the model store is MR Imputation's.
+costs nothing): the panel in slicer/training_panel.py, decisions in slicer/training_decisions.py, the
+child process in slicer/training_job.py, curves in slicer/training_plots.py. Training runs the same
+command as the headless script train.py, `mrimpute train` (with --evaluate, --export, --install), in
+a child process; the model store is MR Imputation's.
 """
 
 from typing import Annotated
@@ -99,7 +100,7 @@ class MRImputationTrainingLogic(ScriptedLoadableModuleLogic):
 
         logic = slicer.util.getModuleLogic("MRImputationTraining")
         job = logic.train({"data": "/data/IXI-pre", "out": "/runs/ixi", "preset": "seed-ixi", "install": True})
-        print(job.info["evaluation"]["summary"], job.installed)
+        print(job.outputs.evaluation["summary"], job.outputs.installed)
     """
 
     def __init__(self) -> None:
@@ -127,39 +128,38 @@ class MRImputationTrainingLogic(ScriptedLoadableModuleLogic):
         return summarize_data(folder)
 
     @staticmethod
-    def _settings(settings):
-        from MRImputationLib.slicer.training_decisions import TrainingSettings
+    def _options(options):
+        from MRImputationLib.slicer.training_decisions import TrainingOptions
 
-        return TrainingSettings(**settings) if isinstance(settings, dict) else settings
+        return TrainingOptions(**options) if isinstance(options, dict) else options
 
-    def startTraining(self, settings, on_progress=None, on_log=None, on_epoch=None, on_finished=None):
+    def startTraining(self, options, on_progress=None, on_log=None, on_epoch=None, on_finished=None):
         """Start training in a child process (whole tree stopped by `job.cancel()`); returns the job to poll.
 
-        :param settings: TrainingSettings or a dict of its fields (data, out, preset, contrasts, epochs, batch_size,
+        :param options: TrainingOptions or a dict of its fields (data, out, preset, contrasts, epochs, batch_size,
             device, resume, evaluate, export, install, steps_per_epoch)
         """
         from MRImputationLib.slicer.training_job import start_training
 
-        return start_training(self._settings(settings), models_folder=self.modelStore().ensure_folder(),
+        return start_training(self._options(options), models_folder=self.modelStore().ensure_folder(),
                               on_progress=on_progress, on_log=on_log, on_epoch=on_epoch, on_finished=on_finished)
 
-    def train(self, settings, timeout=None, ensureDependencies=True):
+    def train(self, options, timeout=None, ensureDependencies=True):
         """Blocking training for scripts; returns the finished job (raises with the reason if it failed)."""
-        from MRImputationLib.slicer.imputation_logic import idle_events
+        from MRImputationLib.slicer.job import idle_events
 
         if ensureDependencies:
             from MRImputationLib.slicer.dependencies import ensure_in_slicer
 
             ensure_in_slicer(requester="MR Imputation Training")
-        job = self.startTraining(settings)
+        job = self.startTraining(options)
         try:
             job.wait(timeout, idle_events())
         except TimeoutError:
-            job.cancel()
-            job.child.wait()
+            job.cancel(wait=True)
             raise
-        if job.installed:
-            self.showModelInImputation(job.installed["id"])
+        if job.outputs.installed:
+            self.showModelInImputation(job.outputs.installed["id"])
         return job
 
     def showModelInImputation(self, modelId):
@@ -217,17 +217,18 @@ class MRImputationTrainingTest(ScriptedLoadableModuleTest):
             time.sleep(0.05)
         job = panel.job
         self.assertTrue(job.ok, job.error or "the training did not finish in time")
+        installed = job.outputs.installed
         self.assertEqual(panel.plots.table.GetNumberOfRows(), 1)
         self.assertEqual(panel.plots.chart("losses").GetNumberOfPlotSeriesNodes(), 4)
         self.assertTrue((folder / "run" / "evaluation" / "results.md").is_file())
         store = self.imputationStore()
         try:
             imputation = slicer.util.getModuleWidget("MRImputation").panel
-            self.assertIn(job.installed["id"], [card.id for card in imputation.cards])
+            self.assertIn(installed["id"], [card.id for card in imputation.cards])
             self.delayDisplay("Test passed")
         finally:
             for card in store.installed():
-                if card.id == job.installed["id"]:
+                if card.id == installed["id"]:
                     store.remove(card)
 
     @staticmethod

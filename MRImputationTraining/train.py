@@ -1,15 +1,17 @@
-"""Headless MM-GAN training: train → evaluate on the run's test subjects → export (→ install) a model bundle.
+"""Headless MM-GAN training: `mrimpute train` → evaluate on the run's test subjects → export (→ install) a model bundle.
 
 Inside Slicer (its Python, with PyTorch from the PyTorch extension):
     Slicer --no-main-window --python-script MRImputationTraining/train.py -- DATA --out RUN [options]
 With any Python that has MRImputationLib (pip install -e . in the repository):
     python MRImputationTraining/train.py -- DATA --out RUN [options]
 
-The options are those of `mrimpute train` (--config, --epochs, --resume, ...; see --help) plus
---no-evaluate, --no-export, --bundle PATH and --install [MODELS_FOLDER]. Progress goes to stdout as
-one JSON object per line unless stdout is a terminal (`--progress bar|json|none` chooses); exit codes:
-0 done, 1 failed, 2 bad input (the message says what to fix), 130 cancelled (continue with --resume).
-Everything is in MRImputationLib.pipelines.headless_training; this file only finds the library and calls it.
+This file only finds the library and runs `mrimpute train` (MRImputationLib.cli) with the script's
+defaults in front of the given options, so any option given wins: --evaluate and --export (the
+script evaluates and exports unless told --no-evaluate / --no-export), --progress json unless
+stdout and stderr are terminals (a log collector reads one JSON event per line), and inside Slicer
+--models-folder <Slicer's cache>/MRImputation/models, where MR Imputation lists models, for --install.
+The options are `mrimpute train`'s (see --help); exit codes: 0 done, 1 failed, 2 bad input (the
+message says what to fix), 130 cancelled (continue with --resume).
 """
 
 import sys
@@ -26,19 +28,48 @@ def _find_library() -> None:
             return
 
 
-def build_parser():
-    """The script's argument parser (mrimpute train's options, defined once in the library)."""
-    _find_library()
-    from MRImputationLib.pipelines.headless_training import build_parser as library_parser
+def split_script_arguments(argv) -> list:
+    """The script's own arguments: Slicer may pass the `--` that separates them from its own.
 
-    return library_parser()
+    >>> split_script_arguments(["--", "data", "--out", "run"])
+    ['data', '--out', 'run']
+    """
+    argv = list(argv)
+    return argv[1:] if argv[:1] == ["--"] else argv
+
+
+def _is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)  # Slicer's redirected streams may not have it
+    try:
+        return bool(isatty and isatty())
+    except (OSError, ValueError):
+        return False
+
+
+def _slicer_models_folder() -> list:
+    """Inside Slicer, `--models-folder` of the models MR Imputation lists (slicer is loaded only there)."""
+    app = getattr(sys.modules.get("slicer"), "app", None)
+    if app is None:
+        return []
+    from MRImputationLib.models.store import default_models_folder
+
+    return ["--models-folder", str(default_models_folder(app.cachePath))]
+
+
+def command_line(argv) -> list:
+    """The arguments of `mrimpute` for the script's own: the script's defaults first, then what was given."""
+    _find_library()
+    defaults = ["--evaluate", "--export"]
+    if not (_is_terminal(sys.stdout) and _is_terminal(sys.stderr)):
+        defaults += ["--progress", "json"]
+    return ["train", *defaults, *_slicer_models_folder(), *split_script_arguments(argv)]
 
 
 def main(argv=None) -> int:
     _find_library()
-    from MRImputationLib.pipelines.headless_training import main as library_main
+    from MRImputationLib.cli import main as mrimpute
 
-    return library_main(argv)
+    return mrimpute(command_line(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The headless training script (MRImputationTraining/train.py) as a real process on a small phantom:
-train → evaluate → export → install, JSON progress lines, exit codes, and --resume.
+"""The headless training script (MRImputationTraining/train.py, i.e. `mrimpute train` with the steps
+after training) as a real process on a small phantom: train → evaluate → export → install, JSON
+progress lines, exit codes, and --resume.
 
 Inside Slicer the same file runs under `Slicer --no-main-window --python-script`; here it runs with
 this Python, as a log collector would see it (stdout not a terminal, so JSON lines by default).
@@ -52,7 +53,8 @@ def preprocessed(tmp_path_factory) -> Path:
 def trained(preprocessed, tmp_path_factory):
     """One run of the script: train one epoch, evaluate, export and install into a models folder."""
     root = tmp_path_factory.mktemp("trained")
-    done = _train(str(preprocessed), "--out", str(root / "run"), *FAST, "--install", str(root / "models"))
+    done = _train(str(preprocessed), "--out", str(root / "run"), *FAST, "--install", "--models-folder",
+                  str(root / "models"))
     return done, root / "run", root / "models"
 
 

@@ -18,13 +18,13 @@ import SimpleITK as sitk
 from conftest import REPO
 from MRImputationLib.cli import main
 from MRImputationLib.core.errors import InputError
-from MRImputationLib.imputation.gan_imputer import GanImputer, InferenceOptions
+from MRImputationLib.imputation.slice_imputer import SliceImputer, InferenceOptions
 from MRImputationLib.pipelines.impute import ImputeOptions, impute
 from MRImputationLib.core.io import read_volume
 from MRImputationLib.evaluation.metrics import project_metrics
 from MRImputationLib.models.loading import load_model
 from MRImputationLib.data.phantom import PhantomConfig, make_subject, write_subject
-from MRImputationLib.training.slice_cache import CacheConfig
+from MRImputationLib.models.slicing import SlicingConfig
 
 
 @pytest.fixture(scope="module")
@@ -137,10 +137,10 @@ def _naive_and_fast(tiny_bundle, patient, precision="fp32"):
                       for n in model.contrasts.names])
     scenario = model.contrasts.scenario_for(["T1", "T2"])
     frame = volumes["T1"]
-    naive = GanImputer(model.generator, model.model_config, CacheConfig(size=model.slicing.size, crop=model.slicing.crop,
+    naive = SliceImputer(model.generator, model.model_config, SlicingConfig(size=model.slicing.size, crop=model.slicing.crop,
                                                                         skip_empty=False),
                        InferenceOptions(batch_size=1)).predict(stack, scenario, frame=frame, mask=mask.array > 0)
-    fast = GanImputer(model.generator, model.model_config, CacheConfig(size=model.slicing.size, crop=model.slicing.crop,
+    fast = SliceImputer(model.generator, model.model_config, SlicingConfig(size=model.slicing.size, crop=model.slicing.crop,
                                                                        skip_empty=True),
                       InferenceOptions(batch_size=16, precision=precision)).predict(stack, scenario, frame=frame,
                                                                                    mask=mask.array > 0)

@@ -10,8 +10,10 @@ from MRImputationLib.cli import build_parser
 from MRImputationLib.slicer.dependencies import (ANTSPYX, ANTSPYX_REAL_NEEDS, REQUIREMENTS, SLICER_BUNDLED, TORCH,
                                           install_plan, missing, status_text)
 from MRImputationLib.core.errors import InputError
-from MRImputationLib.slicer.imputation_decisions import (ImputationOptions, child_environment, compare_command, describe_devices,
-                                          impute_command, lib_folder, prefill, provenance, selection_state)
+from MRImputationLib.slicer.devices import describe_devices
+from MRImputationLib.slicer.imputation_decisions import (ImputationOptions, compare_command, impute_command, prefill,
+                                                         provenance, selection_state)
+from MRImputationLib.slicer.job import child_environment, lib_folder
 from MRImputationLib.core.contrasts import BRATS, IXI
 
 

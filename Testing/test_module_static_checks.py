@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import re
 import xml.etree.ElementTree as ElementTree
+from pathlib import Path
 
 from conftest import REPO
 
@@ -24,7 +25,8 @@ def _lib_files() -> list[Path]:
     return sorted(p for p in LIB.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-GLUE_FILES = (MODULE_FILE, LIB / "slicer" / "imputation_panel.py")  # the files that use self.ui.<name>
+# The files that use self.ui.<name>.
+GLUE_FILES = (MODULE_FILE, LIB / "slicer" / "imputation_panel.py", LIB / "slicer" / "panel_base.py")
 LIGHT_IMPORTS = {"__future__", "os", "typing", "logging", "pathlib", "slicer", "vtk", "qt", "ctk"}
 # Which widget class each parameter type binds to (parameterNodeWrapper's GUI connectors match exact classes).
 WIDGET_FOR_TYPE = {"bool": {"QCheckBox", "ctkCheckBox"}, "int": {"QSpinBox", "QSlider", "ctkSliderWidget"},

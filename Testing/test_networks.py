@@ -10,20 +10,20 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from MRImputationLib.models.mmgan import config as network_config  # noqa: E402
-from MRImputationLib.models.mmgan import networks  # noqa: E402
+from MRImputationLib.models.mmgan import conditioning, heads, networks, paths  # noqa: E402
+from MRImputationLib.models.mmgan import family as mmgan_family  # noqa: E402
+from MRImputationLib.models import family  # noqa: E402
 from MRImputationLib.core.errors import InputError  # noqa: E402
 from MRImputationLib.models.mmgan.config import PRESETS, GeneratorConfig, ModelConfig, preset  # noqa: E402
+from MRImputationLib.models.mmgan.conditioning import discriminator_condition, implicit_conditioning, zero_missing  # noqa: E402
 from MRImputationLib.models.mmgan.networks import (  # noqa: E402
-    AvailabilityLinearPath,
     UNetGenerator,
     build_discriminator,
     build_generator,
     count_parameters,
-    discriminator_condition,
     generator_flops,
-    implicit_conditioning,
-    zero_missing,
 )
+from MRImputationLib.models.mmgan.paths import AvailabilityLinearPath  # noqa: E402
 
 
 def tiny(contrasts: int = 3, **changes) -> ModelConfig:
@@ -39,7 +39,7 @@ def tiny_generator(**changes) -> GeneratorConfig:
 
 
 def test_docstring_examples_run():
-    for module in (network_config, networks):
+    for module in (network_config, networks, heads, paths, conditioning, mmgan_family, family):
         assert doctest.testmod(module).failed == 0
 
 
@@ -173,7 +173,8 @@ def test_channels_last_gives_the_same_output():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("paths", [{}, {"linear_path": True}, {"linear_path": True, "voxel_path_width": 8}])
+@pytest.mark.parametrize("paths", [{}, {"linear_path": True}, {"linear_path": True, "voxel_path_width": 8},
+                                   {"head": "full-resolution"}])
 def test_generator_traces_without_graph_breaks(paths):
     generator = build_generator(tiny(3, generator=tiny_generator(**paths))).eval()
     exported = torch.export.export(generator, (torch.rand(1, 3, 32, 32),))
@@ -299,3 +300,27 @@ def test_voxel_path_learns_a_non_linear_voxel_wise_mapping_per_pattern_that_the_
 def test_a_negative_voxel_path_width_is_refused():
     with pytest.raises(InputError, match="voxel_path_width"):
         GeneratorConfig(voxel_path_width=-1).validate()
+
+
+def test_variants_are_named_options_whose_json_is_the_string_it_always_was():
+    from MRImputationLib.models.mmgan.config import DiscriminatorCondition, FakeTarget, Head
+
+    data = preset("seed-ixi", 3).to_dict()
+    data["generator"]["head"], data["discriminator"]["condition"] = "full-resolution", "imputed"
+    config = ModelConfig.from_dict(data)
+    assert config.generator.head is Head.FULL_RESOLUTION and config.fake_target is FakeTarget.ZEROS
+    assert config.discriminator.condition is DiscriminatorCondition.IMPUTED
+    assert config.discriminator.condition_channels(3) == 6
+    assert json.loads(json.dumps(config.to_dict())) == data
+    assert type(config.to_dict()["generator"]["head"]) is str
+
+
+def test_a_model_configuration_is_read_by_its_family_which_defaults_to_mmgan():
+    from MRImputationLib.models.family import family_of, model_config_from_dict
+
+    data = preset("tiny", 3).to_dict()
+    assert "family" not in data  # model.json and bundle.json as they were before families
+    assert model_config_from_dict(data) == model_config_from_dict({**data, "family": "mmgan"}) == preset("tiny", 3)
+    assert family_of(preset("tiny", 3)).build_inference_network(preset("tiny", 3)).__class__ is UNetGenerator
+    with pytest.raises(InputError, match="mmgan"):
+        model_config_from_dict({**data, "family": "cyclegan"})

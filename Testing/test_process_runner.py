@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from MRImputationLib.core.errors import EXIT_BAD_INPUT
-from MRImputationLib.slicer.imputation_decisions import ImputationOptions, child_environment, impute_command, lib_folder
-from MRImputationLib.slicer.process import (ChildProcess, DoneEvent, ErrorEvent, LogEvent, ProgressEvent,
-                                            cancelled_exit_codes, parse_event)
+from MRImputationLib.core.events import DoneEvent, ErrorEvent, LogEvent, ProgressEvent
+from MRImputationLib.slicer.imputation_decisions import ImputationOptions, impute_command
+from MRImputationLib.slicer.job import child_environment, lib_folder
+from MRImputationLib.slicer.process import ChildProcess, cancelled_exit_codes, parse_event
 
 # What PythonSlicer does: a launcher process that starts the real Python as its child.
 LAUNCHER = [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"]
@@ -147,12 +148,12 @@ def test_device_probe_reports_what_torch_sees_from_a_child_process():
 
     import torch
 
-    from MRImputationLib.slicer.imputation_logic import start_device_probe
+    from MRImputationLib.slicer.devices import start_device_probe
 
     found: list[dict] = []
     probe = start_device_probe(found.append)
     deadline = time.monotonic() + 120
-    while probe.poll() is None and time.monotonic() < deadline:
+    while not probe.poll() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert found and found[0]["cuda"] == torch.cuda.is_available()
     assert found[0]["torch"] == torch.__version__

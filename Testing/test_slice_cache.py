@@ -15,8 +15,8 @@ from MRImputationLib.core.contrasts import IXI, ContrastSet
 from MRImputationLib.preprocessing.normalization import NormalizationParameters, denormalize, fit_normalization, normalize
 from MRImputationLib.preprocessing.manifest import MANIFEST_FORMAT, MANIFEST_NAME
 from MRImputationLib.data.phantom import PhantomConfig, make_subject
+from MRImputationLib.models.slicing import SlicingConfig
 from MRImputationLib.training.slice_cache import (
-    CacheConfig,
     SliceDataset,
     build_cache,
     load_subject_mask,
@@ -25,7 +25,7 @@ from MRImputationLib.training.slice_cache import (
 )
 from MRImputationLib.models.slicing import from_slices, plan_slices, to_slices
 
-SMALL = CacheConfig(size=32, crop="brain", skip_empty=True)
+SMALL = SlicingConfig(size=32, crop="brain", skip_empty=True)
 
 
 def _record(out: Path, name: str, seed: int, contrasts=("T1", "T2", "PD")) -> dict:
@@ -105,7 +105,7 @@ def test_an_unchanged_cache_is_reused_and_a_changed_one_rebuilt(preprocessed, tm
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps
     monkeypatch.undo()
 
-    bigger = CacheConfig(size=48, crop="full", skip_empty=False)
+    bigger = SlicingConfig(size=48, crop="full", skip_empty=False)
     build_cache(preprocessed, IXI, cache, bigger)
     slices, geometry = load_subject_slices(cache, "sub-001")
     assert slices.shape[2:] == (48, 48) and geometry.slice_range == (0, geometry.oriented_shape[0])

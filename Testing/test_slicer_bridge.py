@@ -231,11 +231,12 @@ def test_logic_compares_a_synthetic_volume_with_the_real_one_into_an_error_map_a
                                                                     "units": "normalized x 1000"}, [real_node])
     comparison = ImputationLogic(ModelStore(folder=tmp_path / "models")).compare(synthetic, real_node, timeout=180)
     assert comparison.ok, comparison.error
-    assert comparison.error_node.GetName() == "PD error" and comparison.metrics["psnr"] > 40
-    assert [comparison.table.GetCellText(r, 0) for r in range(3)] == ["PSNR", "SSIM", "MAE"]
-    assert comparison.error_node.GetDisplayNode().GetColorNodeID() == bridge.error_color_node().GetID()
-    assert bridge.volume_from_node(comparison.error_node).same_grid(real)
-    assert bridge.get_attributes(comparison.error_node)["real"] == "sub-903_PD"
+    outputs = comparison.outputs
+    assert outputs.error_node.GetName() == "PD error" and outputs.metrics["psnr"] > 40
+    assert [outputs.table.GetCellText(r, 0) for r in range(3)] == ["PSNR", "SSIM", "MAE"]
+    assert outputs.error_node.GetDisplayNode().GetColorNodeID() == bridge.error_color_node().GetID()
+    assert bridge.volume_from_node(outputs.error_node).same_grid(real)
+    assert bridge.get_attributes(outputs.error_node)["real"] == "sub-903_PD"
 
 
 def test_logic_refuses_a_selection_that_cannot_work_before_starting_anything(scene, tiny_bundle):

@@ -1,5 +1,5 @@
-"""What the training panel decides and shows, without Slicer: data summary, settings and their reasons,
-the command, epoch events → curves, the time left, and a training child followed through TrainingJob
+"""What the training panel decides and shows, without Slicer: data summary, options and their reasons,
+the command, epoch events → curves, the time left, and a training child followed through its Job
 (a stand-in child prints the events: the tests substitute the process, not Slicer)."""
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from MRImputationLib.cli import build_parser
 from MRImputationLib.core.errors import InputError
-from MRImputationLib.pipelines.headless_training import build_parser, set_aside_outdated_evaluation
-from MRImputationLib.slicer.process import ProgressEvent
+from MRImputationLib.core.events import EpochEvent, ProgressEvent
 from MRImputationLib.core.progress import Progress
+from MRImputationLib.pipelines.after_training import set_aside_outdated_evaluation
+from MRImputationLib.slicer.process import parse_event
+from MRImputationLib.slicer.training_decisions import (DataSummary, TrainingCurves, TrainingMonitor, TrainingOptions,
+                                                       summarize_data, training_command)
 from MRImputationLib.slicer.training_job import planned_epochs, start_training
-from MRImputationLib.slicer.training_decisions import (DataSummary, TrainingCurves, TrainingMonitor, TrainingSettings,
-                                            parse_epoch_event, summarize_data, training_command)
 
 
 def _touch(folder: Path, *names: str) -> Path:
@@ -78,49 +80,49 @@ def test_data_that_cannot_train_says_why_in_words_a_user_can_act_on(raw, tmp_pat
         summarize_data(tmp_path / "absent")
 
 
-def test_settings_are_checked_with_a_reason_for_each_problem(raw, tmp_path):
+def test_options_are_checked_with_a_reason_for_each_problem(raw, tmp_path):
     out = tmp_path / "run"
     summary = summarize_data(raw)
-    good = TrainingSettings(str(raw), str(out), preset="tiny")
+    good = TrainingOptions(str(raw), str(out), preset="tiny")
     assert good.check(summary) == (True, "")
     cases = {
-        "Choose the data folder": TrainingSettings("", str(out)),
-        "Choose an output folder": TrainingSettings(str(raw), ""),
-        "is the data folder": TrainingSettings(str(raw), str(raw)),
-        "Preset 'huge' is unknown": TrainingSettings(str(raw), str(out), preset="huge"),
-        "holds no training run to resume": TrainingSettings(str(raw), str(out), resume=True),
-        "needs the bundle": TrainingSettings(str(raw), str(out), install=True, export=False),
-        "at least two contrasts": TrainingSettings(str(raw), str(out), contrasts=("PD",)),
+        "Choose the data folder": TrainingOptions("", str(out)),
+        "Choose an output folder": TrainingOptions(str(raw), ""),
+        "is the data folder": TrainingOptions(str(raw), str(raw)),
+        "Preset 'huge' is unknown": TrainingOptions(str(raw), str(out), preset="huge"),
+        "holds no training run to resume": TrainingOptions(str(raw), str(out), resume=True),
+        "needs the bundle": TrainingOptions(str(raw), str(out), install=True, export=False),
+        "at least two contrasts": TrainingOptions(str(raw), str(out), contrasts=("PD",)),
     }
-    for expected, settings in cases.items():
-        ok, reason = settings.check(summary)
+    for expected, options in cases.items():
+        ok, reason = options.check(summary)
         assert not ok and expected in reason, (expected, reason)
     out.mkdir()
     (out / "config.json").write_text("{}")
     ok, reason = good.check(summary)
     assert not ok and "tick Resume" in reason
-    assert TrainingSettings(str(raw), str(out), resume=True).check(summary) == (True, "")
+    assert TrainingOptions(str(raw), str(out), resume=True).check(summary) == (True, "")
 
 
-def test_the_panel_command_parses_as_the_headless_script_s_options(tmp_path):
-    settings = TrainingSettings("/data", "/runs/a", preset="seed-ixi", contrasts=("t1", "T2"), epochs=3, batch_size=2,
-                                device="cpu", resume=True, evaluate=False, install=True, steps_per_epoch=5)
-    command = training_command("/usr/bin/python3", settings, models_folder=tmp_path / "models")
-    assert command[:3] == ["/usr/bin/python3", "-m", "MRImputationLib.pipelines.headless_training"]
+def test_the_panel_command_is_mrimpute_train_with_the_steps_after_training(tmp_path):
+    options = TrainingOptions("/data", "/runs/a", preset="seed-ixi", contrasts=("t1", "T2"), epochs=3, batch_size=2,
+                              device="cpu", resume=True, evaluate=False, install=True, steps_per_epoch=5)
+    command = training_command("/usr/bin/python3", options, models_folder=tmp_path / "models")
+    assert command[:4] == ["/usr/bin/python3", "-m", "MRImputationLib", "train"]
     args = build_parser().parse_args(command[3:])
     assert (args.data, args.out, args.config, args.device) == ("/data", "/runs/a", "seed-ixi", "cpu")
-    assert (args.modalities, args.epochs, args.batch_size, args.steps_per_epoch) == (("T1", "T2"), 3, 2, 5)
-    assert args.resume and args.no_evaluate and not args.no_export
-    assert args.install == str(tmp_path / "models") and args.progress == "json"
-    plain = build_parser().parse_args(training_command("python", TrainingSettings("/d", "/r"))[3:])
-    assert plain.install is None and plain.epochs is None and not plain.resume
+    assert (args.contrasts, args.epochs, args.batch_size, args.steps_per_epoch) == (("T1", "T2"), 3, 2, 5)
+    assert args.resume and not args.evaluate and args.export
+    assert args.install and args.models_folder == tmp_path / "models" and args.progress == "json"
+    plain = build_parser().parse_args(training_command("python", TrainingOptions("/d", "/r"))[3:])
+    assert not plain.install and plain.epochs is None and not plain.resume
 
 
 def test_epoch_events_become_curves_and_a_resumed_run_continues_them(tmp_path):
-    assert parse_epoch_event('{"event": "epoch", "epoch": 1, "epochs": 2, "loss_g": 0.5}') == \
-        {"epoch": 1, "epochs": 2, "loss_g": 0.5}
+    event = parse_event('{"event": "epoch", "epoch": 1, "epochs": 2, "loss_g": 0.5}')
+    assert event == EpochEvent(1, 2, {"loss_g": 0.5}) and event.record == {"epoch": 1, "epochs": 2, "loss_g": 0.5}
     for line in ('{"event": "log", "message": "x"}', "epoch 1/2, G 0.5", '{"event": "epoch"}', "{not json"):
-        assert parse_epoch_event(line) is None
+        assert not isinstance(parse_event(line), EpochEvent)
     curves = TrainingCurves([{"epoch": 1, "loss_g": 0.5}, {"epoch": 2, "loss_g": 0.4, "val_psnr": 20.0},
                              {"epoch": 3, "loss_g": 0.3}])
     curves.add({"epoch": 2, "loss_g": 0.45})  # resumed from the epoch-1 checkpoint: epochs 2.. are redone
@@ -150,8 +152,7 @@ def test_time_left_follows_the_pace_of_the_last_epochs():
     assert monitor.time_left() == 990.0  # before the first epoch: the child's own estimate
     for epoch in (1, 2):
         clock.now += 30
-        monitor.on_epoch({"epoch": epoch, "epochs": 10, "loss_g": 0.5, "loss_d": 0.6, "val_psnr": 21.5,
-                          "val_ssim": 0.8})
+        monitor.on_epoch(EpochEvent(epoch, 10, {"loss_g": 0.5, "loss_d": 0.6, "val_psnr": 21.5, "val_ssim": 0.8}))
     assert monitor.epoch_seconds() == 30 and monitor.time_left() == 8 * 30
     status = monitor.status()
     assert "epoch 2/10" in status and "G 0.500" in status and "val PSNR 21.50 dB" in status
@@ -160,11 +161,11 @@ def test_time_left_follows_the_pace_of_the_last_epochs():
     assert monitor.time_left() == 12.0 and "evaluate 50%" in monitor.status()
 
 
-def test_the_planned_epochs_come_from_the_settings_the_run_or_the_preset(tmp_path):
-    assert planned_epochs(TrainingSettings("d", str(tmp_path), preset="tiny")) == 6
-    assert planned_epochs(TrainingSettings("d", str(tmp_path), preset="tiny", epochs=2)) == 2
+def test_the_planned_epochs_come_from_the_options_the_run_or_the_preset(tmp_path):
+    assert planned_epochs(TrainingOptions("d", str(tmp_path), preset="tiny")) == 6
+    assert planned_epochs(TrainingOptions("d", str(tmp_path), preset="tiny", epochs=2)) == 2
     (tmp_path / "config.json").write_text(json.dumps({"epochs": 40}))
-    assert planned_epochs(TrainingSettings("d", str(tmp_path), resume=True)) == 40
+    assert planned_epochs(TrainingOptions("d", str(tmp_path), resume=True)) == 40
 
 
 def test_an_evaluation_of_the_exported_weights_is_kept_an_older_one_set_aside(tmp_path):
@@ -197,8 +198,8 @@ FAKE_TRAINER = textwrap.dedent("""
 
 def _job(tmp_path, *mode: str, **callbacks):
     (tmp_path / "data").mkdir(exist_ok=True)
-    settings = TrainingSettings(str(tmp_path / "data"), str(tmp_path / "run"), preset="tiny")
-    return start_training(settings, command=[sys.executable, "-c", FAKE_TRAINER, *mode], **callbacks)
+    options = TrainingOptions(str(tmp_path / "data"), str(tmp_path / "run"), preset="tiny")
+    return start_training(options, command=[sys.executable, "-c", FAKE_TRAINER, *mode], **callbacks)
 
 
 def test_a_training_job_turns_epoch_events_into_curves_and_reports_the_bundle(tmp_path):
@@ -206,9 +207,9 @@ def test_a_training_job_turns_epoch_events_into_curves_and_reports_the_bundle(tm
     job = _job(tmp_path, on_epoch=epochs.append, on_log=lambda e: logs.append(e.message), on_finished=finished.append)
     job.wait(timeout=30)
     assert job.ok and finished == [job]
-    assert [r["epoch"] for r in epochs] == [1, 2] and job.monitor.curves.column("val_psnr") == [20.0, 21.0]
+    assert [e.epoch for e in epochs] == [1, 2] and job.monitor.curves.column("val_psnr") == [20.0, 21.0]
     assert logs == ["epoch 1/2, G 0.5"], "epoch events are curves, not log lines"
-    assert job.bundle == Path("/runs/a/bundle") and job.installed["id"] == "tiny-a-0.1.0"
+    assert job.outputs.bundle == Path("/runs/a/bundle") and job.outputs.installed["id"] == "tiny-a-0.1.0"
     assert "epoch 2/2" in job.monitor.status()
 
 
@@ -231,6 +232,6 @@ def test_stopping_a_training_job_ends_its_process(tmp_path):
     assert job.child.process.poll() is not None
 
 
-def test_a_job_does_not_start_with_settings_that_cannot_work(tmp_path):
+def test_a_job_does_not_start_with_options_that_cannot_work(tmp_path):
     with pytest.raises(InputError, match="Choose an output folder"):
-        start_training(TrainingSettings(str(tmp_path), ""), command=[sys.executable, "-c", "pass"])
+        start_training(TrainingOptions(str(tmp_path), ""), command=[sys.executable, "-c", "pass"])

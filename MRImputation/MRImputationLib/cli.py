@@ -1,7 +1,8 @@
 """The command line `mrimpute` (also `python -m MRImputationLib`): the single process contract.
 
 Exit codes: 0 done, 1 failed, 2 bad input (the message names the input and the fix), 130 cancelled.
-With `--progress json` every long command prints one JSON event per line (see progress.py).
+With `--progress json` every long command prints one JSON event per line (core/events.py). The
+Slicer modules and MRImputationTraining/train.py run these commands in child processes.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
 def cmd_phantom(args: argparse.Namespace, progress: Progress) -> dict:
     from .data.phantom import PhantomConfig, write_phantom
 
-    config = PhantomConfig(shape=args.shape, contrasts=args.modalities, misalignment=args.misalignment,
+    config = PhantomConfig(shape=args.shape, contrasts=args.contrasts, misalignment=args.misalignment,
                            lesion=not args.no_lesion, bias_strength=args.bias, noise=args.noise)
     folders = write_phantom(Path(args.out), args.subjects, config, seed=args.seed,
                             on_progress=progress.callback("phantom"))
@@ -52,7 +53,7 @@ def cmd_preprocess(args: argparse.Namespace, progress: Progress) -> dict:
     config = PreprocessConfig(reference=args.reference, register=not args.no_register,
                               registration_kind=args.registration, n4=not args.no_n4, qc=not args.no_qc)
     manifest = preprocess_folder(args.input, args.out, config, jobs=args.jobs, progress=progress,
-                                 contrasts=args.modalities)
+                                 contrasts=args.contrasts)
     failed = [s for s in manifest["subjects"] if s["status"] != "ok"]
     progress.log(f"preprocessed {len(manifest['subjects']) - len(failed)} of {len(manifest['subjects'])} "
                  f"subject(s) into {args.out} (manifest: {Path(args.out) / 'manifest.json'})")
@@ -65,7 +66,7 @@ def cmd_preprocess(args: argparse.Namespace, progress: Progress) -> dict:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `mrimpute train` (also used by Slicer's headless training script)."""
+    """The options of `mrimpute train`: the training, then the steps after it (pipelines/after_training.py)."""
     parser.add_argument("data", help="a preprocessed folder (with manifest.json) or a raw folder of subjects")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, cache)")
     parser.add_argument("--config", default="mmgan-faithful",
@@ -78,23 +79,46 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-epoch", type=int, help="cap the steps of an epoch (bounded-time runs)")
     parser.add_argument("--curriculum", help="mmgan, two-stage, none, or a .json file of stages")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--modalities", type=_contrast_list, default=None, help="contrasts (default: all shared)")
+    parser.add_argument("--contrasts", "--modalities", dest="contrasts", type=_contrast_list, default=None,
+                        help="the model's contrasts, e.g. T1,T1c,FLAIR (default: those every subject has)")
     parser.add_argument("--split", type=Path, help="a split.json (train/val/test subject lists) to use")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     parser.add_argument("--jobs", type=int, default=1, help="parallel preprocessing of raw data")
+    after = parser.add_argument_group("after training (once the last epoch is done)")
+    after.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=False,
+                       help="evaluate on the run's test subjects into RUN/evaluation (default: no)")
+    after.add_argument("--export", action=argparse.BooleanOptionalAction, default=None,
+                       help="write the model bundle, named after the run (default: only with --bundle or --install)")
+    after.add_argument("--bundle", type=Path, metavar="PATH",
+                       help="where the bundle goes (default RUN/bundle; a path ending in .zip writes a zip)")
+    after.add_argument("--install", action="store_true",
+                       help="install the bundle where MR Imputation lists its models (see --models-folder)")
+    after.add_argument("--models-folder", type=Path, metavar="DIR",
+                       help="where --install puts it (default $MRIMPUTATION_MODELS, else the user cache folder; "
+                            "train.py inside Slicer: Slicer's MRImputation/models cache folder)")
     _add_progress(parser)
 
 
 def cmd_train(args: argparse.Namespace, progress: Progress) -> dict:
-    from .pipelines.train import train_run
+    from .pipelines.after_training import AfterTraining
+    from .pipelines.train import check_train_data, train_run
 
+    data, out = Path(args.data), Path(args.out)
+    export = args.export if args.export is not None else bool(args.bundle or args.install)
+    after = AfterTraining(evaluate=args.evaluate, export=export, bundle=args.bundle, install=args.install,
+                          models_folder=args.models_folder)
+    check_train_data(data, out, args.resume)
+    after.check()
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                  "steps_per_epoch": args.steps_per_epoch, "curriculum": args.curriculum}
     if args.image_size:
         overrides["model_overrides"] = {"image_size": args.image_size}
-    return train_run(Path(args.data), Path(args.out), args.config, overrides, device=args.device, resume=args.resume,
-                     modalities=args.modalities, split_file=args.split, jobs=args.jobs, progress=progress)
+    if len(after.steps) > 1:
+        progress.log(f"step 1/{len(after.steps)}: training into {out}")
+    summary = train_run(data, out, args.config, overrides, device=args.device, resume=args.resume,
+                        contrast_names=args.contrasts, split_file=args.split, jobs=args.jobs, progress=progress)
+    return after.run(out, data, summary, args.device, progress)
 
 
 def cmd_evaluate(args: argparse.Namespace, progress: Progress) -> dict:
@@ -148,8 +172,8 @@ def cmd_impute(args: argparse.Namespace, progress: Progress) -> dict:
 
 def cmd_compare(args: argparse.Namespace, progress: Progress) -> dict:
     from .core.atomic import write_text
-    from .evaluation.error_maps import compare_volumes
     from .core.io import read_volume, write_volume
+    from .evaluation.error_maps import compare_volumes
     from .preprocessing.qc import error_figure
 
     synthetic, real = read_volume(args.synthetic), read_volume(args.real)
@@ -180,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("phantom", help="write synthetic subjects with known truth")
     p.add_argument("out", help="output folder")
     p.add_argument("--subjects", type=int, default=2)
-    p.add_argument("--modalities", type=_contrast_list, default=("T1", "T2", "PD"),
+    p.add_argument("--contrasts", "--modalities", dest="contrasts", type=_contrast_list, default=("T1", "T2", "PD"),
                    help="contrasts, from T1, T2, PD, FLAIR, T1c (default T1,T2,PD)")
     p.add_argument("--shape", type=_shape, default=(64, 64, 48), help="x,y,z voxels at 1 mm (default 64,64,48)")
     p.add_argument("--seed", type=int, default=0)
@@ -195,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="folder of subjects (IXI, BraTS, BrainLesion or one folder per subject)")
     p.add_argument("out", help="output folder")
     p.add_argument("--reference", help="contrast whose grid all are registered into (default: the finest grid)")
-    p.add_argument("--modalities", type=_contrast_list, default=None, help="only these contrasts")
+    p.add_argument("--contrasts", "--modalities", dest="contrasts", type=_contrast_list, default=None,
+                   help="only these contrasts")
     p.add_argument("--registration", choices=("rigid", "affine"), default="rigid")
     p.add_argument("--no-register", action="store_true", help="inputs are already co-registered")
     p.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
@@ -204,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(p)
     p.set_defaults(handler=cmd_preprocess)
 
-    p = commands.add_parser("train", help="MM-GAN training with curriculum; runs unchanged under torchrun")
+    p = commands.add_parser("train", help="MM-GAN training with curriculum; runs unchanged under torchrun; then, "
+                                          "if asked, evaluation, a model bundle and its installation")
     add_train_arguments(p)
     p.set_defaults(handler=cmd_train)
 

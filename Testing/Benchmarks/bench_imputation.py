@@ -28,14 +28,14 @@ import json, resource, sys, time
 import numpy as np, torch
 sys.path.insert(0, {lib!r})
 from MRImputationLib.data.discovery import discover_subjects
-from MRImputationLib.imputation.gan_imputer import GanImputer, InferenceOptions
+from MRImputationLib.imputation.slice_imputer import SliceImputer, InferenceOptions
 from MRImputationLib.core.io import read_volume
 from MRImputationLib.preprocessing.masking import brain_mask
 from MRImputationLib.core.contrasts import ContrastSet
 from MRImputationLib.models.mmgan.config import preset
 from MRImputationLib.models.mmgan.networks import build_generator
 from MRImputationLib.preprocessing.normalization import NormalizationConfig, fit_normalization, normalize
-from MRImputationLib.training.slice_cache import CacheConfig
+from MRImputationLib.models.slicing import SlicingConfig
 
 path, batch, precision, skip, device, out = {args!r}
 torch.manual_seed(0)
@@ -47,7 +47,7 @@ stack = np.stack([normalize(volumes[n], fit_normalization(volumes[n], mask, Norm
                   for n in contrasts.names])
 config = preset("mmgan-faithful", 4)
 generator = build_generator(config).eval()
-imputer = GanImputer(generator, config, CacheConfig(size=256, crop="full", skip_empty=skip),
+imputer = SliceImputer(generator, config, SlicingConfig(size=256, crop="full", skip_empty=skip),
                      InferenceOptions(device=device, batch_size=batch, precision=precision))
 scenario = contrasts.scenario_for(["T1", "T1c", "T2"])
 if device == "cuda":  # warm-up: CUDA kernels and cuDNN autotuning

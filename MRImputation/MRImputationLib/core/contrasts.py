@@ -26,8 +26,31 @@ CONTRAST_ALIASES: dict[str, tuple[str, ...]] = {
 # File-name tokens of files that are not contrasts (segmentations, masks, our own side outputs).
 NON_CONTRAST_TOKENS = ("seg", "mask", "label", "labels", "brainmask", "bias", "uncertainty", "error")
 
+# Channel order when the contrasts come from the data (IXI gives T1, T2, PD; BraTS T1, T1c, T2, FLAIR),
+# also the tie-break when choosing a reference grid among equally fine ones.
+CHANNEL_ORDER: tuple[str, ...] = ("T1", "T1c", "T2", "PD", "FLAIR")
+REFERENCE_PRIORITY = CHANNEL_ORDER
+
 _ALIAS_TO_NAME = {alias: name for name, aliases in CONTRAST_ALIASES.items() for alias in aliases}
 _TOKEN_SPLIT = re.compile(r"[-_.\s]+")
+
+
+def channel_order(names: Iterable[str]) -> list[str]:
+    """Contrasts in the channel order models use (T1, T1c, T2, PD, FLAIR, then the rest by name).
+
+    >>> channel_order({"PD", "T1", "T2"})
+    ['T1', 'T2', 'PD']
+    """
+    return sorted(set(names), key=lambda c: (CHANNEL_ORDER.index(c) if c in CHANNEL_ORDER else len(CHANNEL_ORDER), c))
+
+
+def is_contrast_token(token: str) -> bool:
+    """Whether a file-name token spells a contrast (`t1ce`, `FLAIR`, `t2w` ...).
+
+    >>> is_contrast_token("t1ce"), is_contrast_token("brain")
+    (True, False)
+    """
+    return token.lower() in _ALIAS_TO_NAME
 
 
 def canonical_contrast(name: str) -> str:

@@ -1,11 +1,7 @@
 """Progress reporting: a tqdm bar on a terminal, or one JSON object per line for the Slicer module.
 
-Events (with `--progress json`, on stdout):
-  {"event": "progress", "stage": ..., "fraction": 0..1, "message": ..., "elapsed_s": ..., "eta_s": ...}
-  {"event": "log", "message": ...}   a line for the user (warnings, where results went)
-  {"event": "epoch", "epoch": ..., "loss_g": ..., "loss_d": ..., "val_psnr": ..., ...}   training curves
-  {"event": "done", ...}          once, at the end of a successful run
-  {"event": "error", "message": ..., "exit_code": ...}
+With `--progress json` every report is one event of core/events.py (progress, log, epoch, done,
+error) on stdout, as `EventKind` names it; with "bar" or "none" only progress and log lines show.
 """
 
 from __future__ import annotations
@@ -13,7 +9,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Callable, TextIO
+from typing import Callable, Mapping, TextIO
+
+from .events import DoneEvent, EpochEvent, ErrorEvent, Event, LogEvent, ProgressEvent
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -39,9 +37,9 @@ class Progress:
         self._stage_start = time.monotonic()
         self._start = time.monotonic()
 
-    def _emit(self, event: dict) -> None:
+    def _emit(self, event: Event) -> None:
         stream = self.stream or sys.stdout
-        stream.write(json.dumps(event) + "\n")
+        stream.write(json.dumps(event.to_dict()) + "\n")
         stream.flush()
 
     def update(self, stage: str, fraction: float, message: str = "") -> None:
@@ -54,16 +52,8 @@ class Progress:
         if self.mode == "json":
             elapsed = now - self._stage_start
             eta = elapsed * (1 - fraction) / fraction if fraction > 0.01 else None
-            self._emit(
-                {
-                    "event": "progress",
-                    "stage": stage,
-                    "fraction": round(fraction, 4),
-                    "message": message,
-                    "elapsed_s": round(now - self._start, 2),
-                    "eta_s": None if eta is None else round(eta, 1),
-                }
-            )
+            self._emit(ProgressEvent(stage, round(fraction, 4), message, round(now - self._start, 2),
+                                     None if eta is None else round(eta, 1)))
         elif self.mode == "bar":
             if self._bar is None:
                 from tqdm import tqdm
@@ -85,26 +75,26 @@ class Progress:
     def log(self, message: str) -> None:
         """A line for the user that is not progress (a warning, where results went)."""
         if self.mode == "json":
-            self._emit({"event": "log", "message": message})
+            self._emit(LogEvent(message))
         elif self._bar is not None:
             self._bar.write(message, file=self.stream or sys.stderr)
         else:
             print(message, file=self.stream or sys.stderr, flush=True)
 
-    def event(self, name: str, **data) -> None:
-        """A structured event (e.g. "epoch" with its losses) for programs reading --progress json."""
+    def epoch(self, record: Mapping, epochs: int | None = None) -> None:
+        """A finished training epoch (its history record: losses, validation metrics) for the curves."""
         if self.mode == "json":
-            self._emit({"event": name, **data})
+            self._emit(EpochEvent.from_record(record, epochs))
 
     def done(self, **info) -> None:
         self._close_bar()
         if self.mode == "json":
-            self._emit({"event": "done", **info})
+            self._emit(DoneEvent(info))
 
     def error(self, message: str, exit_code: int) -> None:
         self._close_bar()
         if self.mode == "json":
-            self._emit({"event": "error", "message": message, "exit_code": exit_code})
+            self._emit(ErrorEvent(message, exit_code))
         else:
             print(f"error: {message}", file=sys.stderr, flush=True)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..core.contrasts import canonical_contrast, contrast_from_filename, is_contrast_token
 from ..core.errors import InputError
 from ..core.io import is_volume_file, strip_volume_suffix
-from ..core.contrasts import _ALIAS_TO_NAME, canonical_contrast, contrast_from_filename
 
 SKIPPED_FOLDERS = {"truth", "qc", "__MACOSX"}
 
@@ -38,7 +38,7 @@ def subject_key(path: Path) -> str:
     """The subject a file belongs to: its name without the contrast token, else its folder's name."""
     stem = strip_volume_suffix(path.name)
     parts = re.split(r"([-_.\s]+)", stem)
-    kept = [p for p in parts if p.lower() not in _ALIAS_TO_NAME]
+    kept = [p for p in parts if not is_contrast_token(p)]
     key = "".join(kept).strip("-_. ")
     key = re.sub(r"[-_.\s]{2,}", lambda m: m.group(0)[0], key)
     return key or path.parent.name

@@ -88,8 +88,8 @@ def fetch_ixi(
     `base_url` replaces the official address (a mirror, or a local server in tests); archives go
     to `out/downloads/` and are deleted after extraction unless `keep_archives`. Returns `out`.
     """
-    from .discovery import discover_subjects
     from ..core.contrasts import canonical_contrast
+    from .discovery import discover_subjects
     from .splits import make_split
 
     report = on_progress or no_progress

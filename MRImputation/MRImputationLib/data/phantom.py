@@ -30,11 +30,11 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.atomic import atomic_directory, write_text
+from ..core.contrasts import canonical_contrast
 from ..core.errors import InputError
 from ..core.io import write_volume
-from ..core.contrasts import canonical_contrast
-from .phantom_anatomy import BRAIN_LABELS, GADOLINIUM_R1, LABELS, TISSUES, make_labels, physical_axes, smooth_noise
 from ..core.volume import Volume
+from .phantom_anatomy import BRAIN_LABELS, GADOLINIUM_R1, LABELS, TISSUES, make_labels, physical_axes, smooth_noise
 
 # Sequence parameters (ms). kind "SE": spin echo; "IR": inversion recovery. "gd": gadolinium given.
 SEQUENCES: dict[str, dict] = {

@@ -8,7 +8,6 @@ picture truth | synthesis | error on a few axial slices.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..core.volume import Volume
@@ -28,8 +27,8 @@ def to_real_units(synthetic: Volume, real: Volume, mask: np.ndarray, method: str
 def compare_volumes(synthetic: Volume, real: Volume, mask: Volume | None = None, normalized: bool = True) -> dict:
     """Metrics and the absolute error of `synthetic` against `real` (resampled onto real's grid if needed)."""
     from ..preprocessing.masking import brain_mask
-    from .metrics import legacy_metrics, project_metrics
     from ..preprocessing.registration import resample_to
+    from .metrics import legacy_metrics, project_metrics
 
     if not synthetic.same_grid(real):
         synthetic = resample_to(synthetic, real)

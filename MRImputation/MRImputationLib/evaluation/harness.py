@@ -26,11 +26,11 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from ..core.contrasts import ContrastSet, Scenario
 from ..core.errors import InputError
+from ..core.volume import Volume
 from ..preprocessing.preprocessed import LoadedSubject
 from .metrics import evaluation_units, legacy_metrics, paired_test, project_metrics
-from ..core.contrasts import ContrastSet, Scenario
-from ..core.volume import Volume
 
 METRICS = ("psnr", "ssim", "mae", "legacy_psnr", "legacy_ssim")
 OVERALL = "overall"

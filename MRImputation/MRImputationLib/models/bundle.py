@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.atomic import atomic_directory, atomic_file
 from ..core.errors import InputError
-from .mmgan.config import ModelConfig
+from .family import FamilyConfig, model_config_from_dict
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +52,7 @@ class BundleInfo:
     reference: str
     normalization: dict
     preprocessing: dict
-    model: dict  # ModelConfig.to_dict()
+    model: dict  # the model family's configuration, to_dict()
     training: dict = field(default_factory=dict)  # data summary: subjects, split, epochs, ...
     metrics: dict = field(default_factory=dict)
     scenarios: list[str] = field(default_factory=list)  # bit strings in channel order, 1 = available
@@ -60,8 +60,8 @@ class BundleInfo:
     license: str = ""
     description: str = ""
 
-    def model_config(self) -> ModelConfig:
-        return ModelConfig.from_dict(self.model)
+    def model_config(self) -> FamilyConfig:
+        return model_config_from_dict(self.model)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,8 +11,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..core.errors import InputError
 from ..core.contrasts import ContrastSet, Scenario
+from ..core.errors import InputError
 
 FORMAT = "mrimputation-linear-baseline/1"
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -29,6 +29,35 @@ from ..core.volume import Volume
 CROPS = ("brain", "full")
 # Physical LPS component that each oriented axis follows: slices along S (2), rows along P (1), columns along L (0).
 _TARGET_COMPONENT = (2, 1, 0)
+
+
+@dataclass
+class SlicingConfig:
+    """How a model's slices are cut, in training and at inference (a bundle carries it). Faithful MM-GAN uses every slice of the whole plane (crop "full", skip_empty False).
+
+    >>> SlicingConfig.from_dict(SlicingConfig(size=128).to_dict())
+    SlicingConfig(size=128, crop='brain', skip_empty=True, margin_mm=8.0)
+    """
+
+    size: int = 256
+    crop: str = "brain"
+    skip_empty: bool = True
+    margin_mm: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise InputError(f"slicing crop {self.crop!r}: use one of {', '.join(CROPS)}.")
+        if int(self.size) < 8:
+            raise InputError(f"slice size {self.size}: use at least 8 pixels.")
+        self.size, self.skip_empty, self.margin_mm = int(self.size), bool(self.skip_empty), float(self.margin_mm)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SlicingConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def axial_frame(direction) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:

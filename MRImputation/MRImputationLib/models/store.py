@@ -26,8 +26,8 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from ..core.atomic import atomic_directory
-from .bundle import INFO_FILE, BundleInfo, BundleSource, read_bundle_info
 from ..core.errors import InputError
+from .bundle import INFO_FILE, BundleInfo, BundleSource, read_bundle_info
 
 CATALOGUE_FORMAT = 1
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

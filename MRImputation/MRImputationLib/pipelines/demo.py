@@ -53,11 +53,11 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def run_demo(out: Path, progress: Progress, data: Path | None = None, hide: str | None = None) -> dict:
     from ..data.discovery import discover_subjects
-    from .export import export_run
-    from .impute import ImputeOptions, impute
+    from ..data.splits import Split
     from ..preprocessing.folder import preprocess_folder
     from ..preprocessing.subject import PreprocessConfig
-    from ..data.splits import Split
+    from .export import export_run
+    from .impute import ImputeOptions, impute
     from .train import train_run
 
     out = Path(out)

@@ -13,12 +13,13 @@ from typing import Sequence
 
 from ..core.errors import InputError
 from ..core.progress import Progress
+from ..training.run_folder import RunFolder
 
 
 def _split_of_model(model) -> dict | None:
     split = model.info.get("training", {}).get("split") if isinstance(model.info, dict) else None
-    if split is None and (Path(model.source) / "split.json").exists():
-        split = json.loads((Path(model.source) / "split.json").read_text())
+    if split is None and RunFolder(model.source).split.exists():
+        split = json.loads(RunFolder(model.source).split.read_text())
     return split
 
 
@@ -40,19 +41,18 @@ def choose_subjects(available: list[str], subjects: Sequence[str] | None, split:
 def evaluate_model(model_path: Path, data: Path, out: Path, *, subjects: Sequence[str] | None = None,
                    split_file: Path | None = None, device: str = "cpu", baseline: bool = True,
                    progress: Progress | None = None) -> dict:
-    from ..evaluation.harness import eval_subjects
-    from ..preprocessing.preprocessed import complete_subjects, load_subjects
-    from ..evaluation.harness import evaluate
-    from ..imputation.gan_imputer import GanImputer, InferenceOptions
-    from ..models.linear import LinearImputer
-    from ..models.loading import load_model
-    from ..preprocessing.manifest import read_manifest
+    from ..evaluation.harness import eval_subjects, evaluate
     from ..evaluation.reports import write_report
+    from ..imputation.slice_imputer import InferenceOptions, SliceImputer
+    from ..models.linear import LinearImputer
+    from ..preprocessing.manifest import read_manifest
+    from ..preprocessing.preprocessed import complete_subjects, load_subjects
+    from ..training.run_folder import load_run_or_bundle
     from .train import resolve_preprocessed
 
     progress = progress or Progress("none")
     out = Path(out)
-    model = load_model(model_path)
+    model = load_run_or_bundle(model_path)
     preprocessed = resolve_preprocessed(Path(data), out, progress)
     manifest = read_manifest(preprocessed)
     available = complete_subjects(manifest, model.contrasts)
@@ -60,7 +60,7 @@ def evaluate_model(model_path: Path, data: Path, out: Path, *, subjects: Sequenc
         raise InputError(f"{data}: no subject has all of the model's contrasts ({', '.join(model.contrasts.names)}).")
     split = json.loads(Path(split_file).read_text()) if split_file else _split_of_model(model)
     chosen, train = choose_subjects(available, subjects, split)
-    imputers = [GanImputer(model.generator, model.model_config, model.slicing, InferenceOptions(device=device),
+    imputers = [SliceImputer(model.generator, model.model_config, model.slicing, InferenceOptions(device=device),
                            name=model.model_config.name)]
     if baseline and train:
         progress.log(f"fitting the linear baseline on {len(train)} training subject(s)")

@@ -16,15 +16,15 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import InputError
-from ..evaluation.error_maps import SYNTHETIC_SCALE
 from ..core.contrasts import Scenario, canonical_contrast
+from ..core.errors import InputError
 from ..core.progress import Progress
+from ..evaluation.error_maps import SYNTHETIC_SCALE
 
 
 @dataclass
@@ -144,18 +144,17 @@ def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: Impu
             progress: Progress | None, references: dict | None) -> dict:
     import torch
 
-    from ..imputation.gan_imputer import GanImputer, InferenceOptions
     from ..core.io import read_volume, write_volume
-    from ..models.loading import load_model
-    from ..preprocessing.normalization import NormalizationConfig, fit_normalization, normalize
+    from ..imputation.slice_imputer import InferenceOptions, SliceImputer
+    from ..preprocessing.normalization import fit_normalization, normalize
     from ..preprocessing.subject import PreprocessConfig, preprocess_volumes
-    from ..training.slice_cache import CacheConfig
+    from ..training.run_folder import load_run_or_bundle
 
     options = options or ImputeOptions()
     progress = progress or Progress("none")
     timings: dict = {}
     start = time.monotonic()
-    model = load_model(model_path)
+    model = load_run_or_bundle(model_path)
     scenario = _check_inputs(model, inputs)
     contrasts = model.contrasts
     device = pick_device(options.device, progress)
@@ -168,11 +167,11 @@ def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: Impu
     timings["read_s"] = round(time.monotonic() - start, 2)
 
     t = time.monotonic()
-    trained = model.info.get("preprocessing", {})
-    n4 = trained.get("n4", True) if options.n4 is None else options.n4
+    trained = model.as_trained
+    n4 = trained.n4 if options.n4 is None else options.n4
     reference = contrasts.reference if contrasts.reference in given else None
     pre = preprocess_volumes("input", given, PreprocessConfig(reference=reference, register=options.register, n4=n4,
-                                                              registration_kind=trained.get("registration", "rigid"),
+                                                              registration_kind=trained.registration,
                                                               qc=False),
                              on_progress=progress.callback("preprocess"))
     reference = pre.record["reference"]
@@ -180,16 +179,14 @@ def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: Impu
     _check_overlap(pre.volumes, mask, reference)
     timings["preprocess_s"] = round(time.monotonic() - t, 2)
 
-    norm = NormalizationConfig.from_record(model.info.get("normalization", {}))  # as the bundle was trained
-    params = {name: fit_normalization(v, pre.mask, norm) for name, v in pre.volumes.items()}
+    params = {name: fit_normalization(v, pre.mask, trained.normalization) for name, v in pre.volumes.items()}
     frame = pre.volumes[reference]
     stack = np.zeros((len(contrasts), *frame.shape), np.float32)
     for name, volume in pre.volumes.items():
         stack[contrasts.index(name)] = normalize(volume, params[name]).array
-    slicing = CacheConfig(size=model.slicing.size, crop=model.slicing.crop, skip_empty=True,
-                          margin_mm=model.slicing.margin_mm)
+    slicing = replace(model.slicing, skip_empty=True)  # at inference, slices without brain are always skipped
     inference = InferenceOptions(device=device, batch_size=options.batch_size, precision=precision)
-    imputer = GanImputer(model.generator, model.model_config, slicing, inference)
+    imputer = SliceImputer(model.generator, model.model_config, slicing, inference)
 
     t = time.monotonic()
     progress.update("synthesize", 0.0, scenario.describe(contrasts))
@@ -252,10 +249,10 @@ def uncertainty(model, stack, scenario, frame, mask, slicing, inference, options
 
     import torch
 
-    from ..imputation.gan_imputer import GanImputer
+    from ..imputation.slice_imputer import SliceImputer
 
     torch.manual_seed(options.seed)
-    stochastic = GanImputer(copy.deepcopy(model.generator), model.model_config, slicing,
+    stochastic = SliceImputer(copy.deepcopy(model.generator), model.model_config, slicing,
                             replace(inference, stochastic=True))
     passes = []
     for k in range(options.uncertainty):
@@ -289,8 +286,8 @@ def self_check(imputer, stack, scenario, contrasts, frame, mask, params, volumes
 def _compare_with_references(references: dict, written: dict, staging: _Staging, frame, mask, n4: bool,
                              progress) -> dict:
     """Error maps against real volumes, brought through the same N4 and registration as the inputs."""
-    from ..evaluation.error_maps import compare_volumes
     from ..core.io import read_volume, write_volume
+    from ..evaluation.error_maps import compare_volumes
     from ..preprocessing.qc import error_figure
 
     results = {}

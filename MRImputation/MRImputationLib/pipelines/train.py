@@ -1,8 +1,7 @@
 """`mrimpute train`: data folder -> preprocessed -> split -> slice cache -> MM-GAN training run.
 
-A run folder holds everything needed to continue or to export:
-  config.json (TrainConfig), model.json (ModelConfig), contrasts.json, split.json,
-  cache/ (slices), checkpoints/last.pt and best.pt, tensorboard/, history.jsonl, summary.json.
+A run folder (`training.run_folder.RunFolder`, which owns its layout) holds everything needed to
+continue or to export.
 """
 
 from __future__ import annotations
@@ -13,12 +12,25 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core.atomic import write_text
-from ..core.errors import InputError
 from ..core.contrasts import ContrastSet
+from ..core.errors import InputError
 from ..core.progress import Progress
 from ..training.config import TrainConfig, train_preset
+from ..training.run_folder import RunFolder
 
-RUN_FILES = ("config.json", "model.json", "contrasts.json", "split.json")
+
+def check_train_data(data: Path, out: Path, resume: bool) -> None:
+    """Fast checks before torch is imported: the data folder, and the run folder with --resume."""
+    from ..data.discovery import discover_subjects
+    from ..preprocessing.manifest import MANIFEST_NAME
+
+    if not data.is_dir():
+        raise InputError(f"{data}: the data folder does not exist. Give a folder of subjects (raw, one folder or "
+                         "file set per subject) or a folder written by `mrimpute preprocess`.")
+    if not (data / MANIFEST_NAME).exists():
+        discover_subjects(data)  # InputError naming the folder when it holds no subject image
+    if resume and not RunFolder(out).config.exists():
+        raise InputError(f"{out}: no training run to resume (config.json missing); start it without --resume.")
 
 
 def resolve_preprocessed(data: Path, run: Path, progress: Progress, jobs: int = 1) -> Path:
@@ -30,7 +42,7 @@ def resolve_preprocessed(data: Path, run: Path, progress: Progress, jobs: int = 
     data = Path(data)
     if (data / MANIFEST_NAME).exists():
         return data
-    target = run / "preprocessed"
+    target = RunFolder(run).preprocessed
     if not (target / MANIFEST_NAME).exists():
         progress.log(f"{data} is not preprocessed: preprocessing it into {target}")
         preprocess_folder(data, target, PreprocessConfig(), jobs=jobs, progress=progress)
@@ -38,9 +50,10 @@ def resolve_preprocessed(data: Path, run: Path, progress: Progress, jobs: int = 
 
 
 def model_config_for(config: TrainConfig, contrasts: ContrastSet):
-    from ..models.mmgan.config import ModelConfig, preset
+    """The run's model configuration: its family's preset `config.model`, with `model_overrides` applied."""
+    from ..models.family import model_config_from_dict, model_preset
 
-    model = preset(config.model, len(contrasts))
+    model = model_preset(config.model, len(contrasts))
     if config.model_overrides:
         data = model.to_dict()
         for key, value in config.model_overrides.items():
@@ -48,14 +61,14 @@ def model_config_for(config: TrainConfig, contrasts: ContrastSet):
                 data[key] = {**data.get(key, {}), **value}
             else:
                 data[key] = value
-        model = ModelConfig.from_dict(data)
+        model = model_config_from_dict(data)
     return model
 
 
 def _split_for(run: Path, subjects: list[str], config: TrainConfig, split_file: Path | None, resume: bool):
     from ..data.splits import Split, make_split
 
-    path = run / "split.json"
+    path = RunFolder(run).split
     if split_file:
         split = Split.load(split_file)
     elif path.exists() and resume:
@@ -72,19 +85,18 @@ def _split_for(run: Path, subjects: list[str], config: TrainConfig, split_file: 
     return split
 
 
-def make_validator(preprocessed: Path, names: Sequence[str], contrasts: ContrastSet, model_config, cache_config,
+def make_validator(preprocessed: Path, names: Sequence[str], contrasts: ContrastSet, model_config, slicing,
                    device: str):
     """Project metrics (EVALUATION.md) of the generator on the validation subjects, all scenarios."""
-    from ..evaluation.harness import eval_subjects
+    from ..evaluation.harness import eval_subjects, evaluate
+    from ..imputation.slice_imputer import InferenceOptions, SliceImputer
     from ..preprocessing.preprocessed import load_subjects
-    from ..evaluation.harness import evaluate
-    from ..imputation.gan_imputer import GanImputer, InferenceOptions
 
     subjects = eval_subjects(load_subjects(preprocessed, names, contrasts))
 
     def validate(generator) -> dict:
         was_training = generator.training
-        imputer = GanImputer(generator, model_config, cache_config, InferenceOptions(device=device))
+        imputer = SliceImputer(generator, model_config, slicing, InferenceOptions(device=device))
         result = evaluate([imputer], subjects, contrasts, keep_examples=0)
         generator.train(was_training)
         overall = [r for r in result.summary() if r.get("scenario") == "overall"]
@@ -96,31 +108,33 @@ def make_validator(preprocessed: Path, names: Sequence[str], contrasts: Contrast
 
 def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful", overrides: dict | None = None, *,
               device: str = "auto", resume: bool = False,
-              modalities: Sequence[str] | None = None, split_file: Path | None = None, jobs: int = 1,
+              contrast_names: Sequence[str] | None = None, split_file: Path | None = None, jobs: int = 1,
               progress: Progress | None = None) -> dict:
     """Train (or continue) one run; returns the run summary (also written as summary.json).
 
     `config` is a preset name, a .json file or a TrainConfig; `overrides` are the settings given
     explicitly. With `resume`, the run's own config.json is used, with `overrides` applied (e.g. more epochs).
     """
+    from ..models.slicing import SlicingConfig
+    from ..preprocessing.manifest import read_manifest
     from ..preprocessing.preprocessed import complete_subjects, contrasts_of
     from ..training.distributed import init_distributed, shutdown_distributed
-    from ..preprocessing.manifest import read_manifest
-    from ..training.slice_cache import CacheConfig, SliceDataset, build_cache
-    from ..training.trainer import MMGANTrainer
+    from ..training.slice_cache import SliceDataset, build_cache
+    from ..training.trainer import Trainer
 
     progress = progress or Progress("none")
-    run = Path(run)
+    folder = RunFolder(run)
+    run = folder.path
     context = init_distributed(device)
     quiet = progress if context.is_main else Progress("none")
     try:
         if resume:
-            missing = [f for f in RUN_FILES if not (run / f).exists()]
+            missing = folder.missing()
             if missing:
                 raise InputError(f"{run}: cannot resume, {', '.join(missing)} missing; start a new run without --resume.")
-            saved = {**json.loads((run / "config.json").read_text()), "stop_after_steps": None}  # a per-call setting
+            saved = {**folder.read_json(folder.config), "stop_after_steps": None}  # a per-call setting
             config = apply_overrides(TrainConfig.from_dict(saved), **(overrides or {}))
-        elif (run / "history.jsonl").exists():
+        elif folder.history.exists():
             raise InputError(f"{run}: already holds a training run (history.jsonl); continue it with --resume, or "
                              "train into a new --out folder.")
         elif isinstance(config, TrainConfig):
@@ -136,17 +150,16 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
             dist.broadcast_object_list(holder, src=0)
             preprocessed = Path(holder[0])
         manifest = read_manifest(preprocessed)
-        contrasts = (ContrastSet.from_dict(json.loads((run / "contrasts.json").read_text())) if resume
-                     else contrasts_of(manifest, modalities))
+        contrasts = folder.read_contrasts() if resume else contrasts_of(manifest, contrast_names)
         subjects = complete_subjects(manifest, contrasts)
         model_config = model_config_for(config, contrasts)
-        cache_config = CacheConfig(size=model_config.image_size, crop=config.crop, skip_empty=config.skip_empty)
+        slicing = SlicingConfig(size=model_config.image_size, crop=config.crop, skip_empty=config.skip_empty)
         if context.is_main:
             split = _split_for(run, subjects, config, split_file, resume)
-            config.save(run / "config.json")
-            write_text(run / "model.json", json.dumps(model_config.to_dict(), indent=2))
-            write_text(run / "contrasts.json", json.dumps(contrasts.to_dict(), indent=2))
-            build_cache(preprocessed, contrasts, run / "cache", cache_config, subjects=split.train + split.val + split.test,
+            config.save(folder.config)
+            write_text(folder.model, json.dumps(model_config.to_dict(), indent=2))
+            write_text(folder.contrasts, json.dumps(contrasts.to_dict(), indent=2))
+            build_cache(preprocessed, contrasts, folder.cache, slicing, subjects=split.train + split.val + split.test,
                         on_progress=quiet.callback("cache"))
         if context.enabled:
             import torch.distributed as dist
@@ -154,11 +167,11 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
             dist.barrier()
         from ..data.splits import Split
 
-        split = Split.load(run / "split.json")
-        dataset = SliceDataset(run / "cache", split.train)
-        validator = (make_validator(preprocessed, split.val, contrasts, model_config, cache_config, context.device)
+        split = Split.load(folder.split)
+        dataset = SliceDataset(folder.cache, split.train)
+        validator = (make_validator(preprocessed, split.val, contrasts, model_config, slicing, context.device)
                      if split.val and context.is_main else None)
-        trainer = MMGANTrainer(config, model_config, contrasts, dataset, run, context, quiet, validator)
+        trainer = Trainer(config, model_config, contrasts, dataset, run, context, quiet, validator)
         if resume:
             trainer.resume()
             quiet.log(f"resuming at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
@@ -168,7 +181,7 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
         summary.update({"preprocessed": str(preprocessed), "contrasts": contrasts.to_dict(),
                         "train_subjects": len(split.train), "train_slices": len(dataset)})
         if context.is_main:
-            write_text(run / "summary.json", json.dumps(summary, indent=2))
+            write_text(folder.summary, json.dumps(summary, indent=2))
         if context.enabled:  # no rank tears the group down while another still writes or talks
             import torch.distributed as dist
 

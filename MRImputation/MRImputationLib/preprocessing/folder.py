@@ -17,11 +17,12 @@ from typing import Sequence
 
 from .. import __version__
 from ..core.atomic import write_text
-from ..data.discovery import SubjectFiles, discover_subjects
 from ..core.errors import InputError
-from .subject import PreprocessConfig, preprocess_subject
 from ..core.progress import Progress
+from ..data.discovery import SubjectFiles, discover_subjects
 from .manifest import MANIFEST_FORMAT, MANIFEST_NAME
+from .subject import PreprocessConfig, preprocess_subject
+
 
 def set_thread_count(threads: int) -> None:
     """Limit ITK/ANTs (and torch, if loaded) to `threads` threads in this process."""

@@ -9,14 +9,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.contrasts import ContrastSet, canonical_contrast, channel_order
 from ..core.errors import InputError
 from ..core.io import read_volume
-from ..core.contrasts import ContrastSet, canonical_contrast
-from .manifest import read_manifest
 from ..core.volume import Volume
-
-# Channel order when the contrasts come from the data: IXI gives T1, T2, PD; BraTS T1, T1c, T2, FLAIR.
-CHANNEL_ORDER = ("T1", "T1c", "T2", "PD", "FLAIR")
+from .manifest import read_manifest
 
 
 def ok_records(manifest: dict) -> list[dict]:
@@ -33,7 +30,7 @@ def contrasts_of(manifest: dict, requested: Sequence[str] | None = None) -> Cont
         names = tuple(canonical_contrast(c) for c in requested)
     else:
         common = set.intersection(*(set(r["outputs"]) for r in records))
-        names = tuple(sorted(common, key=lambda c: (CHANNEL_ORDER.index(c) if c in CHANNEL_ORDER else 99, c)))
+        names = tuple(channel_order(common))
     if len(names) < 2:
         raise InputError(f"training needs at least two contrasts shared by all subjects; found {', '.join(names) or 'none'}.")
     return ContrastSet(names, reference if reference in names else None)

@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_directory
-from ..data.discovery import SubjectFiles
+from ..core.contrasts import REFERENCE_PRIORITY, canonical_contrast
 from ..core.errors import InputError
 from ..core.io import read_volume, write_volume
-from ..core.contrasts import canonical_contrast
 from ..core.progress import ProgressCallback, null_progress
+from ..data.discovery import SubjectFiles
 
 # When no reference is named: the finest grid wins; ties go to this order.
-REFERENCE_PRIORITY = ("T1", "T1c", "T2", "PD", "FLAIR")
 
 
 @dataclass

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from ..core.errors import InputError
 from ..core.contrasts import ContrastSet, Scenario, canonical_contrast, contrast_from_filename
+from ..core.errors import InputError
+from .job import library_command
 
 DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -24,10 +24,19 @@ MAX_UNCERTAINTY_SAMPLES = 50
 
 @dataclass
 class ImputationOptions:
-    """The panel's options; each maps to one `mrimpute impute` flag.
+    """The one options type of an imputation job on the Slicer side: the panel's choices (saved in
+    its parameter node), each mapped to one `mrimpute impute` option by `arguments()`.
+
+    The command line is the boundary: the module never imports the pipeline, so these options
+    travel as arguments. On the other side `mrimpute impute` reads them into the pipeline's
+    ImputeOptions (pipelines/impute.py, the command's record in report.json), which sets up the
+    generator runner's own InferenceOptions (imputation/slice_imputer.py: device, batch, precision,
+    dropout on or off). The three are one chain through one contract, not three choices.
 
     >>> ImputationOptions(n4=False, uncertainty=4).arguments()
     ['--device', 'auto', '--precision', 'fp32', '--no-n4', '--uncertainty', '4']
+    >>> ImputationOptions(device="gpu").check()
+    (False, "device 'gpu': choose one of auto, cuda, cpu.")
     """
 
     n4: bool = True
@@ -37,16 +46,21 @@ class ImputationOptions:
     uncertainty: int = 0
     self_check: bool = False
 
-    def validate(self) -> None:
+    def check(self) -> tuple[bool, str]:
+        """(True, "") when the options can work, else (False, a sentence saying what to change)."""
         if self.device not in DEVICES:
-            raise InputError(f"device {self.device!r}: choose one of {', '.join(DEVICES)}.")
+            return False, f"device {self.device!r}: choose one of {', '.join(DEVICES)}."
         if self.precision not in PRECISIONS:
-            raise InputError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}.")
+            return False, f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}."
         if not 0 <= int(self.uncertainty) <= MAX_UNCERTAINTY_SAMPLES:
-            raise InputError(f"uncertainty samples {self.uncertainty}: give 0 (off) to {MAX_UNCERTAINTY_SAMPLES}.")
+            return False, f"uncertainty samples {self.uncertainty}: give 0 (off) to {MAX_UNCERTAINTY_SAMPLES}."
+        return True, ""
 
     def arguments(self) -> list[str]:
-        self.validate()
+        """The `mrimpute impute` options; InputError with the reason when `check()` fails."""
+        ok, reason = self.check()
+        if not ok:
+            raise InputError(reason)
         args = ["--device", self.device, "--precision", self.precision]
         if not self.n4:
             args.append("--no-n4")
@@ -57,9 +71,6 @@ class ImputationOptions:
         if self.self_check:
             args.append("--self-check")
         return args
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -164,20 +175,6 @@ def output_node_name(contrast: str, kind: str = "synthetic") -> str:
     raise ValueError(f"output kind {kind!r}: synthetic, uncertainty or error")
 
 
-def lib_folder() -> Path:
-    """The folder that holds the MRImputationLib package (put on the child's path)."""
-    return Path(__file__).resolve().parents[2]
-
-
-def child_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The child's environment: `base` (default os.environ) with MRImputationLib importable."""
-    env = dict(os.environ if base is None else base)
-    folder = str(lib_folder())
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([folder, *[p for p in parts if p != folder]])
-    return env
-
-
 def impute_command(python: str | os.PathLike, model: str | os.PathLike, inputs: Mapping[str, str | os.PathLike],
                    out: str | os.PathLike, options: ImputationOptions | None = None,
                    references: Mapping[str, str | os.PathLike] | None = None) -> list[str]:
@@ -188,64 +185,19 @@ def impute_command(python: str | os.PathLike, model: str | os.PathLike, inputs: 
     """
     if not inputs:
         raise InputError("no input volume was given; select at least one.")
-    command = [str(python), "-m", "MRImputationLib", "impute", "--model", str(model)]
+    arguments = ["--model", str(model)]
     for name, path in inputs.items():
-        command += ["--input", f"{canonical_contrast(name)}={path}"]
-    command += ["--out", str(out), *(options or ImputationOptions()).arguments()]
+        arguments += ["--input", f"{canonical_contrast(name)}={path}"]
+    arguments += ["--out", str(out), *(options or ImputationOptions()).arguments()]
     for name, path in (references or {}).items():
-        command += ["--reference", f"{canonical_contrast(name)}={path}"]
-    return command + ["--progress", "json"]
+        arguments += ["--reference", f"{canonical_contrast(name)}={path}"]
+    return library_command(python, "impute", *arguments)
 
 
 def compare_command(python: str | os.PathLike, synthetic: str | os.PathLike, real: str | os.PathLike,
                     out: str | os.PathLike, same_units: bool = False) -> list[str]:
     """`[python, -m, MRImputationLib, compare, SYNTH, REAL, --out, DIR, --progress, json]`."""
-    command = [str(python), "-m", "MRImputationLib", "compare", str(synthetic), str(real), "--out", str(out)]
-    return command + (["--same-units"] if same_units else []) + ["--progress", "json"]
-
-
-DEVICE_PROBE = (
-    "import json\n"
-    "try:\n"
-    "    import torch\n"
-    "except ImportError:\n"
-    "    print(json.dumps({'event': 'done', 'torch': None, 'cuda': False}))\n"
-    "else:\n"
-    "    info = {'event': 'done', 'torch': torch.__version__, 'cuda': torch.cuda.is_available()}\n"
-    "    if info['cuda']:\n"
-    "        p = torch.cuda.get_device_properties(0)\n"
-    "        info.update(gpu=p.name, gpu_memory_gb=round(p.total_memory / 2**30, 1))\n"
-    "    print(json.dumps(info))\n"
-)
-
-
-def device_probe_command(python: str | os.PathLike = sys.executable) -> list[str]:
-    """A child that prints what PyTorch sees (run it in the background: importing torch takes seconds)."""
-    return [str(python), "-c", DEVICE_PROBE]
-
-
-SMALL_GPU_GB = 6.0
-
-
-def describe_devices(info: Mapping | None) -> str:
-    """The device line of the panel, from the probe's done event.
-
-    >>> describe_devices({"torch": "2.3.0", "cuda": True, "gpu": "RTX A4000", "gpu_memory_gb": 16.0})
-    'CUDA GPU: RTX A4000 (16.0 GB), PyTorch 2.3.0; auto uses the GPU.'
-    >>> describe_devices({"torch": "2.3.0+cpu", "cuda": False})
-    'No CUDA GPU visible to PyTorch 2.3.0+cpu: auto uses the CPU (slower).'
-    """
-    if info is None:
-        return "Detecting devices…"
-    if not info.get("torch"):
-        return "PyTorch is not installed: it is installed through the PyTorch extension on first use."
-    if not info.get("cuda"):
-        return f"No CUDA GPU visible to PyTorch {info['torch']}: auto uses the CPU (slower)."
-    memory = info.get("gpu_memory_gb")
-    line = f"CUDA GPU: {info.get('gpu', '?')} ({memory} GB), PyTorch {info['torch']}; auto uses the GPU."
-    if memory is not None and memory < SMALL_GPU_GB:
-        line += f" Less than {SMALL_GPU_GB:g} GB of GPU memory: lower the batch or use the CPU if it runs out."
-    return line
+    return library_command(python, "compare", synthetic, real, "--out", out, *(["--same-units"] if same_units else []))
 
 
 def read_report(out: str | os.PathLike) -> dict:

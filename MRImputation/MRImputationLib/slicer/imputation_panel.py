@@ -2,45 +2,33 @@
 
 Runs only inside Slicer (it drives Qt widgets); qt and slicer are imported when the panel is built,
 so this file loads anywhere. Decisions (what a selection means, commands, node names) live in
-impute_logic.py, the work in slicer_logic.py; here are only widgets, timers and dialogs. Long work
-never runs on the GUI thread: imputation, comparison and device detection are child processes,
-downloads a thread; a QTimer polls them.
+imputation_decisions.py, the work in imputation_logic.py, the glue both panels share in
+panel_base.py; here are only this panel's widgets and dialogs. Long work never runs on the GUI
+thread: imputation, comparison and device detection are child processes, downloads a thread; a
+QTimer polls them.
 """
 
 from __future__ import annotations
 
-import time
-
-from .imputation_decisions import ImputationOptions, describe_devices, prefill, selection_state
 from ..core.contrasts import ContrastSet
+from .imputation_decisions import ImputationOptions, prefill, selection_state
+from .panel_base import PanelBase
 
-POLL_MS = 200
 INPUT_ROLE = "MRImputation.input."
 
 
-class ImputationPanel:
+class ImputationPanel(PanelBase):
     """Connects the .ui widgets (`ui`, from childWidgetVariables) to `logic` (the module's MRImputationLogic)."""
 
-    def __init__(self, ui, logic, parameter_node_wrapper) -> None:
-        import qt
+    TITLE = "MR Imputation"
 
-        self.ui = ui
-        self.logic = logic
+    def __init__(self, ui, logic, parameter_node_wrapper) -> None:
+        super().__init__(ui, logic)
         self.store = logic.modelStore()
-        self.params = None
-        self._gui_tag = None
-        self._observer = None
         self.cards: list = []
         self.selectors: dict = {}
-        self.job = None
         self.download = None
         self.error_node = None
-        self.device_info = None
-        self.started = time.monotonic()
-        self.timer = qt.QTimer()
-        self.timer.setInterval(POLL_MS)
-        self.timer.timeout.connect(self.poll)
-        self._device_probe = None
 
         ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
         ui.downloadModelButton.clicked.connect(self.onDownload)
@@ -51,37 +39,15 @@ class ImputationPanel:
         ui.cancelButton.clicked.connect(self.onCancel)
         ui.computeErrorMapButton.clicked.connect(self.onComputeErrorMap)
         ui.compareLayoutButton.clicked.connect(self.onCompareLayout)
-        ui.progressBar.setRange(0, 1000)
         self.setParameterNode(parameter_node_wrapper)
         self.refreshModels()
         self.startDeviceProbe()
-
-    # parameter node ----------------------------------------------------------------------------
-    def setParameterNode(self, wrapper) -> None:
-        import vtk
-
-        if self.params is not None:
-            self.params.disconnectGui(self._gui_tag)
-            self.params.parameterNode.RemoveObserver(self._observer)
-        self.params = wrapper
-        if wrapper is not None:
-            self._gui_tag = wrapper.connectGui(self.ui)
-            self._observer = wrapper.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, self.updateState)
-            self.updateState()
 
     def enter(self) -> None:
         """The module was opened: offer volumes loaded meanwhile if no input is chosen yet."""
         if not self.selectedInputs():
             self.rebuildSelectors(self.currentCard())
         self.updateState()
-
-    def cleanup(self) -> None:
-        """Stop everything that runs: the job's process tree, timers, observers."""
-        if self.job is not None and not self.job.finished:
-            self.job.cancel()
-            self.job.wait()
-        self.timer.stop()
-        self.setParameterNode(None)
 
     # models --------------------------------------------------------------------------------------
     def currentCard(self):
@@ -235,15 +201,14 @@ class ImputationPanel:
             state = type(state)(False, f"{card.name} is not installed yet: click Download… (you will be asked first).",
                                 state.statement, state.scenario)
         self.ui.scenarioLabel.setText(state.statement if state.valid else state.reason)
-        running = self.job is not None and not self.job.finished or self.download is not None
-        self.ui.imputeButton.setEnabled(state.valid and not running)
+        self.ui.imputeButton.setEnabled(state.valid and not (self.running or self.download is not None))
         self.ui.imputeButton.setToolTip(state.statement if state.valid else state.reason)
         if card is not None:
             given = card.reference in self.selectedInputs()
             self.ui.registrationLabel.setText(
                 f"onto {card.reference}, the model's reference contrast" if given else
                 f"onto the finest input grid ({card.reference}, the model's reference, is not given)")
-        self.ui.deviceInfoLabel.setText(describe_devices(self.device_info))
+        self.ui.deviceInfoLabel.setText(self.deviceLine())
 
     # running -----------------------------------------------------------------------------------
     def options(self) -> ImputationOptions:
@@ -252,44 +217,25 @@ class ImputationPanel:
                                  uncertainty=p.uncertaintySamples, self_check=p.selfCheck)
 
     def onImpute(self) -> None:
-        import slicer
-
-        from .dependencies import DependencyError, ensure_in_slicer
-
         card = self.currentCard()
-        try:
-            ensure_in_slicer()
-        except DependencyError as error:
-            slicer.util.errorDisplay(str(error), windowTitle="MR Imputation")
+        if not self.ensureDependencies():
             return
         self.ui.logTextEdit.clear()
-        self.started = time.monotonic()
-        with slicer.util.tryWithErrorDisplay("The imputation could not start.", waitCursor=True):
-            self.job = self.logic.startImpute(self.selectedInputs(), card, self.options(), on_progress=self.onProgress,
-                                              on_log=self.onLog, on_finished=self.onImputeFinished)
-            self.setRunning(True, "Starting…")
-            self.timer.start()
+        self.startJob(lambda: self.logic.startImpute(self.selectedInputs(), card, self.options(),
+                                                     on_progress=self.onProgress, on_log=self.onLog,
+                                                     on_finished=self.onImputeFinished),
+                      "The imputation could not start.", "Starting…")
 
     def onCancel(self) -> None:
-        if self.job is not None and not self.job.finished:
-            self.job.cancel()
-            self.ui.statusLabel.setText("Cancelling: stopping the process and everything it started…")
+        self.cancelJob("Cancelling: stopping the process and everything it started…")
 
-    def poll(self) -> None:
-        if self.job is not None and not self.job.finished:
-            self.job.poll()
-        if self.download is not None:
-            self.pollDownload()
-        if self._device_probe is not None and self._device_probe.poll() is not None:
-            self._device_probe = None
-            self.updateState()
-        busy = (self.job is not None and not self.job.finished) or self.download or self._device_probe
-        if not busy:
-            self.timer.stop()
+    def busy(self) -> bool:
+        return super().busy() or self.download is not None
 
-    def pollDownload(self) -> None:
-        import slicer
-
+    def pollMore(self) -> None:
+        """Follow the model download (a thread, not a child process)."""
+        if self.download is None:
+            return
         task = self.download
         fraction, message = task.progress
         self.ui.progressBar.setValue(int(fraction * 1000))
@@ -300,20 +246,17 @@ class ImputationPanel:
         self.setRunning(False, "")
         if task.error is not None:
             self.ui.statusLabel.setText("Download failed.")
-            slicer.util.errorDisplay(f"The download failed: {task.error}", windowTitle="MR Imputation")
+            self.showError(f"The download failed: {task.error}")
         else:
             self.ui.statusLabel.setText(f"Installed {task.result.name} {task.result.version} (SHA-256 checked).")
             self.refreshModels(select=task.result.id)
 
     def onProgress(self, event) -> None:
-        self.ui.progressBar.setValue(int(event.fraction * 1000))
+        super().onProgress(event)
         self.ui.statusLabel.setText(event.describe())
 
-    def onLog(self, event) -> None:
-        self.ui.logTextEdit.appendPlainText(event.message)
-
-    def setRunning(self, running: bool, status: str) -> None:
-        self.ui.cancelButton.setEnabled(running and self.job is not None and not self.job.finished)
+    def setRunning(self, running: bool, status: str = "") -> None:
+        self.ui.cancelButton.setEnabled(running and self.running)
         for widget in (self.ui.modelComboBox, self.ui.importModelButton, self.ui.clearModelsFolderButton,
                        self.ui.downloadModelButton):
             widget.setEnabled(not running)
@@ -323,9 +266,6 @@ class ImputationPanel:
         self.updateState()
 
     def onImputeFinished(self, job) -> None:
-        import slicer
-
-        from .process import format_duration
         from .views import show_overlay
 
         self.setRunning(False, "")
@@ -336,39 +276,25 @@ class ImputationPanel:
             return
         if job.error:
             self.ui.statusLabel.setText("Failed: see the message.")
-            slicer.util.errorDisplay(f"The imputation failed: {job.error}", windowTitle="MR Imputation")
+            self.showError(f"The imputation failed: {job.error}")
             return
         self.ui.progressBar.setValue(1000)
-        names = ", ".join(n.GetName() for n in job.nodes)
-        self.ui.statusLabel.setText(f"Done in {format_duration(time.monotonic() - self.started)}: {names}.")
-        synthetic = job.synthetic_nodes
+        outputs = job.outputs
+        names = ", ".join(n.GetName() for n in outputs.nodes)
+        self.ui.statusLabel.setText(f"Done in {self.elapsed()}: {names}.")
+        synthetic = outputs.synthetic_nodes
         if synthetic:
             show_overlay(synthetic[0])
             self.params.syntheticVolume = synthetic[0]
-        if job.self_check_table is not None:
-            self.ui.selfCheckTableView.setMRMLTableNode(job.self_check_table)
-
-    def startDeviceProbe(self) -> None:
-        from .imputation_logic import start_device_probe
-
-        try:
-            self._device_probe = start_device_probe(lambda info: setattr(self, "device_info", info))
-        except Exception as error:  # noqa: BLE001 - the line says so; auto still decides at run time
-            self.ui.deviceInfoLabel.setText(f"Devices could not be detected ({error}); auto decides at run time.")
-            return
-        self.timer.start()
+        if outputs.self_check_table is not None:
+            self.ui.selfCheckTableView.setMRMLTableNode(outputs.self_check_table)
 
     # inspect -----------------------------------------------------------------------------------
     def onComputeErrorMap(self) -> None:
-        import slicer
-
-        with slicer.util.tryWithErrorDisplay("The error map could not be computed.", waitCursor=True):
-            self.job = self.logic.startCompare(self.params.syntheticVolume, self.params.referenceVolume,
-                                               on_progress=self.onProgress, on_log=self.onLog,
-                                               on_finished=self.onCompareFinished)
-            self.started = time.monotonic()
-            self.setRunning(True, "Comparing…")
-            self.timer.start()
+        self.startJob(lambda: self.logic.startCompare(self.params.syntheticVolume, self.params.referenceVolume,
+                                                      on_progress=self.onProgress, on_log=self.onLog,
+                                                      on_finished=self.onCompareFinished),
+                      "The error map could not be computed.", "Comparing…")
 
     def onCompareFinished(self, job) -> None:
         import slicer
@@ -378,14 +304,17 @@ class ImputationPanel:
 
         self.setRunning(False, "")
         if job.error:
-            slicer.util.errorDisplay(f"The comparison failed: {job.error}", windowTitle="MR Imputation")
+            self.showError(f"The comparison failed: {job.error}")
             return
-        self.error_node = job.error_node
-        self.ui.metricsTableView.setMRMLTableNode(job.table)
-        show_overlay(job.real, job.error_node)
-        m = job.metrics
+        outputs = job.outputs
+        if outputs is None:  # cancelled
+            return
+        self.error_node = outputs.error_node
+        self.ui.metricsTableView.setMRMLTableNode(outputs.table)
+        show_overlay(outputs.real, outputs.error_node)
+        m = outputs.metrics
         self.ui.statusLabel.setText(f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}, MAE {m['mae']:.4f} inside the brain.")
-        table_id = get_attributes(job.synthetic).get("selfCheckTable")
+        table_id = get_attributes(outputs.synthetic).get("selfCheckTable")
         table = slicer.mrmlScene.GetNodeByID(table_id) if table_id else None
         if table is not None:
             self.ui.selfCheckTableView.setMRMLTableNode(table)

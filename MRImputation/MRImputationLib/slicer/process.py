@@ -1,11 +1,12 @@
 """A child process that speaks the command line's JSON progress contract, without Qt.
 
-The Slicer module runs every long job (`mrimpute impute`, `compare`) through `ChildProcess`: the
-child starts in its own process group (session on POSIX, new process group on Windows), two reader
-threads queue its stdout/stderr lines, and `poll()`, called from the caller's thread (a
-`qt.QTimer` in Slicer, a loop in scripts and tests), turns them into typed events and calls back.
-`cancel()` ends the whole process tree: PythonSlicer is a launcher, so killing only the process
-we started would leave the real Python worker running.
+The Slicer modules run every long job (`mrimpute impute`, `compare`, `train`) through `ChildProcess`,
+wrapped in job.py's `Job`: the child starts in its own process group (session on POSIX, new
+process group on Windows), two reader threads queue its stdout/stderr lines, and `poll()`, called
+from the caller's thread (a `qt.QTimer` in Slicer, a loop in scripts and tests), turns them into
+the typed events of core/events.py and calls back. `cancel()` ends the whole process tree:
+PythonSlicer is a launcher, so killing only the process we started would leave the real Python
+worker running.
 
 >>> event = parse_event('{"event": "progress", "stage": "synthesize", "fraction": 0.5, "eta_s": 12}')
 >>> event.stage, event.fraction, event.eta_s
@@ -24,97 +25,26 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
+from typing import Callable, Sequence
 
 from ..core.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
+from ..core.events import DoneEvent, EpochEvent, ErrorEvent, Event, LogEvent, ProgressEvent, event_from_dict
 
 TAIL_LINES = 40
 READER_GRACE_S = 2.0
 
 
-@dataclass(frozen=True)
-class ProgressEvent:
-    """`stage` is `fraction` (0..1) done; `eta_s` is the child's estimate of the stage's time left."""
-
-    stage: str
-    fraction: float
-    message: str = ""
-    elapsed_s: float | None = None
-    eta_s: float | None = None
-
-    def describe(self) -> str:
-        """One line for a status label, e.g. 'synthesize 40% (about 12 s left): T1, T2 -> PD'."""
-        text = f"{self.stage} {self.fraction:.0%}"
-        if self.eta_s is not None:
-            text += f" (about {format_duration(self.eta_s)} left)"
-        return f"{text}: {self.message}" if self.message else text
-
-
-@dataclass(frozen=True)
-class LogEvent:
-    """A line for the user that is not progress; `stream` is "stdout" or "stderr"."""
-
-    message: str
-    stream: str = "stdout"
-
-
-@dataclass(frozen=True)
-class DoneEvent:
-    """The child finished successfully; `info` is what the command reported (paths, timings...)."""
-
-    info: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    """The child failed; `message` says why and what to do, `exit_code` follows errors.py."""
-
-    message: str
-    exit_code: int = EXIT_FAILED
-
-
-Event = Union[ProgressEvent, LogEvent, DoneEvent, ErrorEvent]
-
-
-def format_duration(seconds: float) -> str:
-    """'45 s', '3 min 20 s', '1 h 05 min'.
-
-    >>> format_duration(44.6), format_duration(200), format_duration(3900)
-    ('45 s', '3 min 20 s', '1 h 05 min')
-    """
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def parse_event(line: str, stream: str = "stdout") -> Event:
-    """One output line as an event; anything that is not a contract event is a `LogEvent`."""
+    """One output line as an event of core/events.py; anything that is not a contract event is a `LogEvent`."""
     text = line.rstrip("\r\n")
     if stream == "stdout" and text.startswith("{"):
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
             data = None
-        if isinstance(data, dict):
-            kind = data.get("event")
-            if kind == "progress":
-                return ProgressEvent(str(data.get("stage", "")), _number(data.get("fraction")) or 0.0,
-                                     str(data.get("message") or ""), _number(data.get("elapsed_s")),
-                                     _number(data.get("eta_s")))
-            if kind == "log":
-                return LogEvent(str(data.get("message", "")))
-            if kind == "done":
-                return DoneEvent({k: v for k, v in data.items() if k != "event"})
-            if kind == "error":
-                code = data.get("exit_code")
-                return ErrorEvent(str(data.get("message", "")), code if isinstance(code, int) else EXIT_FAILED)
+        event = event_from_dict(data) if isinstance(data, dict) else None
+        if event is not None:
+            return event
     return LogEvent(text, stream)
 
 
@@ -157,13 +87,15 @@ class ChildProcess:
     def __init__(self, command: Sequence[str], env: dict | None = None, cwd: str | os.PathLike | None = None,
                  on_progress: Callable[[ProgressEvent], None] | None = None,
                  on_log: Callable[[LogEvent], None] | None = None,
+                 on_epoch: Callable[[EpochEvent], None] | None = None,
                  on_done: Callable[[DoneEvent], None] | None = None,
                  on_error: Callable[[ErrorEvent], None] | None = None,
                  on_finished: Callable[[RunResult], None] | None = None) -> None:
         self.command = [str(c) for c in command]
         self.env = env
         self.cwd = cwd
-        self.on_progress, self.on_log, self.on_done, self.on_error = on_progress, on_log, on_done, on_error
+        self.on_progress, self.on_log, self.on_epoch = on_progress, on_log, on_epoch
+        self.on_done, self.on_error = on_done, on_error
         self.on_finished = on_finished
         self.process: subprocess.Popen | None = None
         self.result: RunResult | None = None
@@ -254,6 +186,8 @@ class ChildProcess:
             if event.message.strip():
                 self._tail = (self._tail + [event.message])[-TAIL_LINES:]
             self._call(self.on_log, event)
+        elif isinstance(event, EpochEvent):
+            self._call(self.on_epoch, event)
         elif isinstance(event, DoneEvent):
             self._done = event
             self._call(self.on_done, event)

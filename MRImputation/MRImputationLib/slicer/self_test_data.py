@@ -18,8 +18,8 @@ def untrained_bundle(folder: str | Path, contrasts: tuple[str, ...] = ("T1", "T2
     """Write a `tiny` MM-GAN bundle with freshly initialised weights into `folder`."""
     import torch
 
-    from ..models.bundle import BundleInfo, write_bundle
     from ..core.contrasts import ContrastSet
+    from ..models.bundle import BundleInfo, write_bundle
     from ..models.mmgan.config import preset
     from ..models.mmgan.networks import build_generator
 

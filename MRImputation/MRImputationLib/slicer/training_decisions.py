@@ -2,10 +2,9 @@
 the curves, status line and time left it shows while the child process trains.
 
 The panel shows a folder's subjects and contrasts before anything starts (`summarize_data`), judges
-its settings with a reason a user can act on (`TrainingSettings.check`), runs the headless training
-script's command (`training_command`, the same options as `train.py`), and turns the child's
-`{"event": "epoch", ...}` lines into curve arrays (`TrainingCurves`) and a status line with the time
-left (`TrainingMonitor`).
+its options with a reason a user can act on (`TrainingOptions.check`), runs `mrimpute train` with
+them (`training_command`: the same command as the headless train.py), and turns the child's epoch
+events into curve arrays (`TrainingCurves`) and a status line with the time left (`TrainingMonitor`).
 """
 
 from __future__ import annotations
@@ -19,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..core.contrasts import canonical_contrast, channel_order
 from ..core.errors import InputError
-from ..core.contrasts import canonical_contrast
-from .process import ProgressEvent, format_duration
+from ..core.events import EpochEvent, ProgressEvent, format_duration
+from ..training.run_folder import RunFolder
+from .job import library_command
 
 DEVICES = ("auto", "cuda", "cpu")
 PRESETS = ("tiny", "seed-ixi", "mmgan-faithful")  # fastest first; see training_config.TRAIN_PRESETS
@@ -30,17 +31,6 @@ VALIDATION_COLUMNS = ("val_psnr", "val_ssim", "val_mae")
 CURVE_COLUMNS = LOSS_COLUMNS + VALIDATION_COLUMNS
 MAX_LISTED_SUBJECTS = 40
 RECENT_EPOCHS = 5  # the time left follows the last few epochs (validation and caches change the pace)
-
-
-def channel_order(names) -> list[str]:
-    """Contrasts in the channel order models use (T1, T1c, T2, PD, FLAIR, then the rest by name).
-
-    >>> channel_order({"PD", "T1", "T2"})
-    ['T1', 'T2', 'PD']
-    """
-    from ..preprocessing.preprocessed import CHANNEL_ORDER
-
-    return sorted(set(names), key=lambda c: (CHANNEL_ORDER.index(c) if c in CHANNEL_ORDER else len(CHANNEL_ORDER), c))
 
 
 @dataclass
@@ -145,11 +135,13 @@ def summarize_data(folder: str | os.PathLike) -> DataSummary:
 
 
 @dataclass
-class TrainingSettings:
-    """The panel's choices; each maps to one option of `train.py` (= `mrimpute train` + the steps after).
+class TrainingOptions:
+    """The one options type of a training job on the Slicer side: the panel's choices, each mapped
+    to one option of `mrimpute train` by `arguments()` (the command reads them into its TrainConfig
+    overrides and its steps after training, pipelines/after_training.py).
 
-    >>> TrainingSettings("data", "run", preset="tiny", epochs=2).arguments()
-    ['data', '--out', 'run', '--config', 'tiny', '--device', 'auto', '--epochs', '2', '--progress', 'json']
+    >>> TrainingOptions("data", "run", preset="tiny", epochs=2).arguments()
+    ['data', '--out', 'run', '--config', 'tiny', '--device', 'auto', '--epochs', '2', '--evaluate', '--export']
     """
 
     data: str
@@ -182,7 +174,7 @@ class TrainingSettings:
                             ("steps per epoch", self.steps_per_epoch)):
             if value is not None and value < 0:
                 return False, f"The {name} must be positive (0 keeps the preset's)."
-        has_run = (Path(out) / "config.json").exists()
+        has_run = RunFolder(out).config.exists()
         if self.resume and not has_run:
             return False, f"{out} holds no training run to resume; untick Resume to start a new run there."
         if not self.resume and has_run:
@@ -195,55 +187,31 @@ class TrainingSettings:
         return True, ""
 
     def arguments(self, models_folder: str | os.PathLike | None = None) -> list[str]:
-        """The script's arguments (data first); `models_folder` is where --install puts the bundle."""
+        """`mrimpute train`'s arguments (data first); `models_folder` is where --install puts the bundle."""
         args = [str(self.data), "--out", str(self.out), "--config", self.preset, "--device", self.device]
         if self.contrasts:
-            args += ["--modalities", ",".join(canonical_contrast(c) for c in self.contrasts)]
+            args += ["--contrasts", ",".join(canonical_contrast(c) for c in self.contrasts)]
         for option, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
                               ("--steps-per-epoch", self.steps_per_epoch)):
             if value:
                 args += [option, str(int(value))]
         if self.resume:
             args.append("--resume")
-        if not self.evaluate:
-            args.append("--no-evaluate")
-        if not self.export:
-            args.append("--no-export")
+        args.append("--evaluate" if self.evaluate else "--no-evaluate")
+        args.append("--export" if self.export else "--no-export")
         if self.install:
-            args += ["--install", str(models_folder)] if models_folder else ["--install"]
-        return args + ["--progress", "json"]
+            args += ["--install", *(["--models-folder", str(models_folder)] if models_folder else [])]
+        return args
 
 
-def training_command(python: str | os.PathLike, settings: TrainingSettings,
+def training_command(python: str | os.PathLike, options: TrainingOptions,
                      models_folder: str | os.PathLike | None = None) -> list[str]:
-    """The child process: the headless training script's code, run as a module of the library.
+    """The child process: `mrimpute train` with the options, as the headless train.py runs it.
 
-    >>> training_command("python", TrainingSettings("d", "r"))[:5]
-    ['python', '-m', 'MRImputationLib.pipelines.headless_training', 'd', '--out']
+    >>> training_command("python", TrainingOptions("d", "r"))[:6]
+    ['python', '-m', 'MRImputationLib', 'train', 'd', '--out']
     """
-    return [str(python), "-m", "MRImputationLib.pipelines.headless_training", *settings.arguments(models_folder)]
-
-
-def parse_epoch_event(line: str) -> dict | None:
-    """The record of a `{"event": "epoch", ...}` line (the trainer's per-epoch losses and validation), else None.
-
-    process_runner treats events it does not know as log lines; this picks the epoch ones out of them.
-
-    >>> parse_epoch_event('{"event": "epoch", "epoch": 2, "epochs": 6, "loss_g": 0.4}')["loss_g"]
-    0.4
-    >>> parse_epoch_event("epoch 2/6, G 0.4") is None
-    True
-    """
-    text = line.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or data.get("event") != "epoch" or not isinstance(data.get("epoch"), int):
-        return None
-    return {k: v for k, v in data.items() if k != "event"}
+    return library_command(python, "train", *options.arguments(models_folder))
 
 
 class TrainingCurves:
@@ -263,7 +231,7 @@ class TrainingCurves:
     @classmethod
     def from_history(cls, run: str | os.PathLike) -> "TrainingCurves":
         """The curves so far of a run folder (its history.jsonl), e.g. before resuming it."""
-        path = Path(run) / "history.jsonl"
+        path = RunFolder(run).history
         if not path.is_file():
             return cls()
         records = []
@@ -329,14 +297,14 @@ class TrainingMonitor:
         if event.stage == "train" and self._train_started is None:
             self._train_started = self.clock()
 
-    def on_epoch(self, record: dict) -> None:
+    def on_epoch(self, event: EpochEvent) -> None:
         now = self.clock()
         if self._train_started is None:
             self._train_started = now
-        self.curves.add(record)
+        self.curves.add(event.record)
         self._arrivals.append(now)
-        if isinstance(record.get("epochs"), int):
-            self.epochs = record["epochs"]
+        if event.epochs is not None:
+            self.epochs = event.epochs
 
     def epoch_seconds(self) -> float | None:
         """Wall seconds per epoch, over the last few epochs of this session."""

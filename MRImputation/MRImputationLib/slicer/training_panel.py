@@ -1,47 +1,35 @@
 """The "MR Imputation Training" panel: Qt glue between Resources/UI/MRImputationTraining.ui and the logic.
 
 Runs only inside Slicer (it drives Qt widgets); qt and slicer are imported when the panel is built,
-so this file loads anywhere. Decisions (what the data holds, whether the settings can work, the
-command, curves and time left) live in training_logic.py, the child process in training_job.py, the
-plots in training_plots.py. Training never runs on the GUI thread: a child process does, a QTimer
-polls it, and Stop ends its whole process tree (the trainer keeps a checkpoint to resume from).
+so this file loads anywhere. Decisions (what the data holds, whether the options can work, the
+command, curves and time left) live in training_decisions.py, the child process in training_job.py,
+the plots in training_plots.py, the glue both panels share in panel_base.py. Training never runs on
+the GUI thread: a child process does, a QTimer polls it, and Stop ends its whole process tree (the
+trainer keeps a checkpoint to resume from).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from ..core.errors import InputError
-from .imputation_decisions import describe_devices
-from .process import format_duration
-from .training_decisions import TrainingSettings
+from .panel_base import PanelBase
+from .training_decisions import TrainingOptions
 
-POLL_MS = 250
 CHART_KEYS = ("losses", "psnr", "ssim")  # the order of the chart combo box's items in the .ui
 
 
-class TrainingPanel:
+class TrainingPanel(PanelBase):
     """Connects the .ui widgets (`ui`, from childWidgetVariables) to `logic` (the module's MRImputationTrainingLogic)."""
 
-    def __init__(self, ui, logic, parameter_node_wrapper) -> None:
-        import qt
+    POLL_MS = 250
+    TITLE = "MR Imputation Training"
 
-        self.ui = ui
-        self.logic = logic
-        self.params = None
-        self._gui_tag = None
-        self._observer = None
+    def __init__(self, ui, logic, parameter_node_wrapper) -> None:
+        super().__init__(ui, logic)
         self.summary = None
         self.contrast_boxes: dict = {}
-        self.job = None
         self.plots = None
-        self.device_info = None
-        self._device_probe = None
-        self.started = time.monotonic()
-        self.timer = qt.QTimer()
-        self.timer.setInterval(POLL_MS)
-        self.timer.timeout.connect(self.poll)
 
         ui.dataFolderPathLineEdit.currentPathChanged.connect(self.onDataFolderChanged)
         ui.outputFolderPathLineEdit.currentPathChanged.connect(self.onOutputFolderChanged)
@@ -50,36 +38,15 @@ class TrainingPanel:
         ui.openRunFolderButton.clicked.connect(self.onOpenRunFolder)
         ui.showChartButton.clicked.connect(self.onShowChart)
         ui.chartComboBox.currentIndexChanged.connect(self.onShowChart)
-        ui.progressBar.setRange(0, 1000)
         ui.stopButton.setEnabled(False)
         self.setParameterNode(parameter_node_wrapper)
         self.startDeviceProbe()
 
-    # parameter node ----------------------------------------------------------------------------
-    def setParameterNode(self, wrapper) -> None:
-        import vtk
-
-        if self.params is not None:
-            self.params.disconnectGui(self._gui_tag)
-            self.params.parameterNode.RemoveObserver(self._observer)
-        self.params = wrapper
-        if wrapper is not None:
-            self._gui_tag = wrapper.connectGui(self.ui)
-            self._observer = wrapper.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, self.updateState)
-            # The folders are plain strings in the node (an unset pathlib.Path would read as ".").
-            self.ui.outputFolderPathLineEdit.currentPath = wrapper.outputFolder
-            self.ui.dataFolderPathLineEdit.currentPath = wrapper.dataFolder
-            self.onDataFolderChanged(wrapper.dataFolder)
-
-    def cleanup(self) -> None:
-        """Stop everything that runs: the training's process tree, the device probe, timers, observers."""
-        if self.job is not None and not self.job.finished:
-            self.job.cancel()
-            self.job.child.wait()
-        if self._device_probe is not None:
-            self._device_probe.cancel(wait=True)
-        self.timer.stop()
-        self.setParameterNode(None)
+    def parameterNodeSet(self, wrapper) -> None:
+        # The folders are plain strings in the node (an unset pathlib.Path would read as ".").
+        self.ui.outputFolderPathLineEdit.currentPath = wrapper.outputFolder
+        self.ui.dataFolderPathLineEdit.currentPath = wrapper.dataFolder
+        self.onDataFolderChanged(wrapper.dataFolder)
 
     # data ----------------------------------------------------------------------------------------
     def onDataFolderChanged(self, path: str) -> None:
@@ -143,20 +110,16 @@ class TrainingPanel:
         self.updateState()
 
     # state ---------------------------------------------------------------------------------------
-    def settings(self) -> TrainingSettings:
+    def options(self) -> TrainingOptions:
         p = self.params
-        return TrainingSettings(data=p.dataFolder, out=p.outputFolder, preset=p.preset, contrasts=self.chosenContrasts(),
+        return TrainingOptions(data=p.dataFolder, out=p.outputFolder, preset=p.preset, contrasts=self.chosenContrasts(),
                                 epochs=p.epochs or None, batch_size=p.batchSize or None, device=p.device,
                                 resume=p.resume, evaluate=p.evaluate, install=p.install)
-
-    @property
-    def running(self) -> bool:
-        return self.job is not None and not self.job.finished
 
     def updateState(self, *_) -> None:
         if self.params is None:
             return
-        ok, reason = self.settings().check(self.summary)
+        ok, reason = self.options().check(self.summary)
         if ok and self.summary is None and not self.params.resume:
             ok, reason = False, "The data folder holds no usable subjects (see above)."
         self.ui.startButton.setEnabled(ok and not self.running)
@@ -164,90 +127,75 @@ class TrainingPanel:
                                        if ok else reason)
         if not self.running:
             self.ui.statusLabel.setText("Ready to start." if ok else reason)
-        self.ui.deviceInfoLabel.setText(describe_devices(self.device_info))
+        self.ui.deviceInfoLabel.setText(self.deviceLine())
         self.ui.openRunFolderButton.setEnabled(bool(self.params.outputFolder) and Path(self.params.outputFolder).is_dir())
 
-    def setRunning(self, running: bool) -> None:
+    def setRunning(self, running: bool, status: str = "") -> None:
         self.ui.stopButton.setEnabled(running)
         for widget in (self.ui.dataCollapsibleButton, self.ui.settingsCollapsibleButton):
             widget.setEnabled(not running)
         if running:
             self.ui.progressBar.setValue(0)
         self.updateState()
+        if status:
+            self.ui.statusLabel.setText(status)
 
     # running -------------------------------------------------------------------------------------
     def onStart(self) -> None:
-        import slicer
+        if not self.ensureDependencies():
+            return
+        self.ui.logTextEdit.clear()
+        self.startJob(self.startTraining, "The training could not start.",
+                      "Starting (importing PyTorch, preparing the slices)…")
 
-        from .dependencies import DependencyError, ensure_in_slicer
+    def startTraining(self):
         from .training_plots import TrainingPlots
 
-        try:
-            ensure_in_slicer(requester="MR Imputation Training")
-        except DependencyError as error:
-            slicer.util.errorDisplay(str(error), windowTitle="MR Imputation Training")
-            return
-        settings = self.settings()
-        self.ui.logTextEdit.clear()
-        self.started = time.monotonic()
-        with slicer.util.tryWithErrorDisplay("The training could not start.", waitCursor=True):
-            self.job = self.logic.startTraining(settings, on_progress=self.onProgress, on_log=self.onLog,
-                                                on_epoch=self.onEpoch, on_finished=self.onFinished)
-            self.plots = TrainingPlots(Path(settings.out).name or "MRImputation training")
-            self.plots.update(self.job.monitor.curves)  # a resumed run shows its curves so far
-            self.plots.show(CHART_KEYS[max(self.ui.chartComboBox.currentIndex, 0)])
-            self.setRunning(True)
-            self.ui.statusLabel.setText("Starting (importing PyTorch, preparing the slices)…")
-            self.timer.start()
+        options = self.options()
+        job = self.logic.startTraining(options, on_progress=self.onProgress, on_log=self.onLog,
+                                       on_epoch=self.onEpoch, on_finished=self.onFinished)
+        self.plots = TrainingPlots(Path(options.out).name or "MRImputation training")
+        self.plots.update(job.monitor.curves)  # a resumed run shows its curves so far
+        self.plots.show(CHART_KEYS[max(self.ui.chartComboBox.currentIndex, 0)])
+        return job
 
     def onStop(self) -> None:
-        if self.running:
-            self.job.cancel()
-            self.ui.statusLabel.setText("Stopping: the trainer writes a checkpoint, then the process tree ends…")
+        self.cancelJob("Stopping: the trainer writes a checkpoint, then the process tree ends…")
 
-    def poll(self) -> None:
-        if self.job is not None and not self.job.finished:
-            self.job.poll()
-            if not self.job.finished:
-                self.ui.statusLabel.setText(self.job.monitor.status())
-        if self._device_probe is not None and self._device_probe.poll() is not None:
-            self._device_probe = None
-            self.updateState()
-        if not self.running and self._device_probe is None:
-            self.timer.stop()
+    def pollMore(self) -> None:
+        """The status line: epoch, losses, validation and time left."""
+        if self.running:
+            self.ui.statusLabel.setText(self.job.monitor.status())
 
     def onProgress(self, event) -> None:
-        self.ui.progressBar.setValue(int(event.fraction * 1000))
+        super().onProgress(event)
         self.ui.progressBar.setFormat(f"{event.stage} %p%")
 
-    def onLog(self, event) -> None:
-        self.ui.logTextEdit.appendPlainText(event.message)
-
-    def onEpoch(self, record: dict) -> None:
+    def onEpoch(self, event) -> None:
         if self.plots is not None:
             self.plots.update(self.job.monitor.curves)
 
     def onFinished(self, job) -> None:
-        import slicer
-
         self.setRunning(False)
-        elapsed = format_duration(time.monotonic() - self.started)
         if job.cancelled:
-            self.ui.statusLabel.setText(f"Stopped after {elapsed}. Tick Resume and Start to continue from the checkpoint.")
+            self.ui.statusLabel.setText(f"Stopped after {self.elapsed()}. Tick Resume and Start to continue from "
+                                        "the checkpoint.")
             return
         if job.error:
             self.ui.statusLabel.setText("Failed: see the message and the log.")
-            slicer.util.errorDisplay(f"The training failed: {job.error}", windowTitle="MR Imputation Training")
+            self.showError(f"The training failed: {job.error}")
             return
         self.ui.progressBar.setValue(1000)
-        lines = [f"Done in {elapsed}. {self.job.monitor.status()}"]
-        if job.info.get("evaluation"):
-            lines.append(f"Test results: {Path(job.info['evaluation']['out']) / 'results.md'}")
-        if job.bundle is not None:
-            lines.append(f"Model bundle: {job.bundle}")
-        if job.installed:
-            self.logic.showModelInImputation(job.installed["id"])
-            lines.append(f"Added to MR Imputation's models as {job.installed['name']} {job.installed['version']}.")
+        outputs = job.outputs
+        lines = [f"Done in {self.elapsed()}. {job.monitor.status()}"]
+        if outputs.evaluation:
+            lines.append(f"Test results: {Path(outputs.evaluation['out']) / 'results.md'}")
+        if outputs.bundle is not None:
+            lines.append(f"Model bundle: {outputs.bundle}")
+        if outputs.installed:
+            self.logic.showModelInImputation(outputs.installed["id"])
+            lines.append(f"Added to MR Imputation's models as {outputs.installed['name']} "
+                         f"{outputs.installed['version']}.")
         self.ui.statusLabel.setText("\n".join(lines))
 
     def onShowChart(self, *_) -> None:
@@ -261,13 +209,3 @@ class TrainingPanel:
 
         if self.params is not None and self.params.outputFolder:
             qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(self.params.outputFolder))
-
-    def startDeviceProbe(self) -> None:
-        from .imputation_logic import start_device_probe
-
-        try:
-            self._device_probe = start_device_probe(lambda info: setattr(self, "device_info", info))
-        except Exception as error:  # noqa: BLE001 - the line says so; auto still decides at run time
-            self.ui.deviceInfoLabel.setText(f"Devices could not be detected ({error}); auto decides at run time.")
-            return
-        self.timer.start()

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.errors import InputError
 from ..core.contrasts import ContrastSet, Scenario
+from ..core.errors import InputError
 
 MMGAN_BOUNDARIES = (0.0, 11 / 60, 21 / 60, 31 / 60)
 

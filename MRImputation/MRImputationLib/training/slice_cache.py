@@ -14,48 +14,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..core.atomic import atomic_file, write_text
-from ..core.errors import InputError
 from ..core.contrasts import ContrastSet
-from ..models.slicing import CROPS, SliceGeometry, mask_to_slices, plan_slices, to_slices
+from ..core.errors import InputError
+from ..models.slicing import SliceGeometry, SlicingConfig, mask_to_slices, plan_slices, to_slices
 
 CACHE_FORMAT = "mrimputation-slices/1"
 INDEX_NAME = "index.json"
-
-
-@dataclass
-class CacheConfig:
-    """How slices are cut. Faithful MM-GAN uses every slice of the whole plane (crop "full", skip_empty False).
-
-    >>> CacheConfig.from_dict(CacheConfig(size=128).to_dict())
-    CacheConfig(size=128, crop='brain', skip_empty=True, margin_mm=8.0)
-    """
-
-    size: int = 256
-    crop: str = "brain"
-    skip_empty: bool = True
-    margin_mm: float = 8.0
-
-    def __post_init__(self) -> None:
-        if self.crop not in CROPS:
-            raise InputError(f"cache crop {self.crop!r}: use one of {', '.join(CROPS)}.")
-        if int(self.size) < 8:
-            raise InputError(f"cache slice size {self.size}: use at least 8 pixels.")
-        self.size, self.skip_empty, self.margin_mm = int(self.size), bool(self.skip_empty), float(self.margin_mm)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CacheConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _image_file(subject: str) -> str:
@@ -128,7 +98,7 @@ def _wanted_records(manifest: dict, contrasts: ContrastSet, subjects: Sequence[s
     return {name: usable[name] for name in chosen}, skipped
 
 
-def _entry_valid(cache: Path, entry: dict, fingerprint: str, config: CacheConfig, n_channels: int) -> bool:
+def _entry_valid(cache: Path, entry: dict, fingerprint: str, config: SlicingConfig, n_channels: int) -> bool:
     if entry.get("source") != fingerprint:
         return False
     try:
@@ -146,7 +116,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
             np.save(handle, array)
 
 
-def _cache_subject(preprocessed: Path, record: dict, contrasts: ContrastSet, config: CacheConfig, cache: Path) -> dict:
+def _cache_subject(preprocessed: Path, record: dict, contrasts: ContrastSet, config: SlicingConfig, cache: Path) -> dict:
     from ..core.io import read_volume
     from ..preprocessing.normalization import NormalizationParameters, normalize
 
@@ -183,7 +153,7 @@ def build_cache(
     preprocessed: str | os.PathLike,
     contrasts: ContrastSet,
     cache: str | os.PathLike,
-    config: CacheConfig | None = None,
+    config: SlicingConfig | None = None,
     subjects: Sequence[str] | None = None,
     on_progress: Callable[[float, str], None] | None = None,
 ) -> Path:
@@ -193,7 +163,7 @@ def build_cache(
     from ..preprocessing.manifest import read_manifest
 
     preprocessed, cache = Path(preprocessed), Path(cache)
-    config = config or CacheConfig()
+    config = config or SlicingConfig()
     report = on_progress or (lambda fraction, message: None)
     manifest = read_manifest(preprocessed)
     records, skipped = _wanted_records(manifest, contrasts, subjects)
@@ -287,7 +257,7 @@ class SliceDataset(_Dataset):
         self.cache = Path(cache)
         index = read_cache_index(self.cache)
         self.contrasts = ContrastSet.from_dict(index["contrasts"])
-        self.config = CacheConfig.from_dict(index["config"])
+        self.config = SlicingConfig.from_dict(index["config"])
         self.subjects = list(subjects)
         if not self.subjects:
             raise InputError("the slice dataset needs at least one subject.")

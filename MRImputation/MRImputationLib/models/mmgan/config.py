@@ -10,21 +10,77 @@ summary in the design notes differ, the code wins (it is the specification):
 * Dropout sits on the *five* deepest down-blocks (down4..down8, every 512-wide one) and the four
   first up-blocks; hence the separate `dropout_down_blocks` (5) and `dropout_blocks` (4).
 * Instance norm is left out on the first down-block (as in pix2pix) *and* on the innermost one.
+
+The variants are named options, chosen once by name: `Head`, `DiscriminatorCondition`,
+`FakeTarget`, `Norm`, `OutputActivation` (string enums; JSON holds their values, as it always
+did), plus the optional generator paths (`linear_path`, `voxel_path_width`). What each option
+builds or computes lives in this subpackage only: heads.py, paths.py, conditioning.py,
+training_step.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum, StrEnum
+from typing import Any, ClassVar
 
 from ...core.errors import InputError
 
-NORMS = ("instance", "none")
-OUTPUT_ACTIVATIONS = ("relu", "none", "tanh")
-HEADS = ("mmgan", "full-resolution")
-CONDITIONS = ("full", "imputed")
-FAKE_TARGETS = ("per_channel", "zeros")
+
+class Norm(StrEnum):
+    """The generator's normalisation layer."""
+
+    INSTANCE = "instance"  # instance norm without affine parameters (authors)
+    NONE = "none"
+
+
+class OutputActivation(StrEnum):
+    """The generator's last activation."""
+
+    RELU = "relu"  # authors: non-negative intensities
+    NONE = "none"
+    TANH = "tanh"  # for data in [-1, 1]
+
+
+class Head(StrEnum):
+    """The generator's output head (built in heads.py)."""
+
+    MMGAN = "mmgan"  # authors: nearest x2 and a 4x4 conv on half-resolution features
+    FULL_RESOLUTION = "full-resolution"  # this project's: refined at full resolution with the generator's input
+
+
+class DiscriminatorCondition(StrEnum):
+    """What the discriminator pairs the candidate with (built in conditioning.py)."""
+
+    FULL = "full"  # authors: the complete real image
+    IMPUTED = "imputed"  # the zero-imputed input and the availability mask as N constant channels
+
+    @property
+    def channels_per_contrast(self) -> int:
+        return _CONDITION_CHANNELS[self]
+
+
+_CONDITION_CHANNELS = {DiscriminatorCondition.FULL: 1, DiscriminatorCondition.IMPUTED: 2}
+
+
+class FakeTarget(StrEnum):
+    """The discriminator's target for the fake pair (made in training_step.py)."""
+
+    PER_CHANNEL = "per_channel"  # authors: 1 on channels copied from the real input, 0 on synthesized ones
+    ZEROS = "zeros"  # the public IXI adaptation
+
+
+def _choice(kind: type[StrEnum], value: Any, what: str) -> StrEnum:
+    """`value` (the enum member or its JSON string) as a member of `kind`, or an InputError naming the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise InputError(f"{what} {value!r}: choose one of {', '.join(kind)}.") from None
+
+
+def _json_dict(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {key: value.value if isinstance(value, Enum) else value for key, value in items}
 
 
 def _is_power_of_two(value: int) -> bool:
@@ -46,21 +102,30 @@ class GeneratorConfig:
     dropout: float = 0.2
     dropout_blocks: int = 4  # the first N up-blocks (decoder side)
     dropout_down_blocks: int = 5  # the deepest N down-blocks (authors: down4..down8)
-    norm: str = "instance"  # instance norm without affine parameters, or "none"
-    output_activation: str = "relu"  # authors: ReLU for non-negative intensities ("tanh" for [-1, 1] data)
+    norm: Norm = Norm.INSTANCE
+    output_activation: OutputActivation = OutputActivation.RELU
     extra_input_channels: int = 0  # e.g. an availability mask or 2.5-D neighbouring slices
-    # "mmgan": the authors' head (nearest x2, 4x4 conv), which builds every output pixel from
-    # half-resolution features. "full-resolution" (this project's): the upsampled decoder output is
+    # Head.MMGAN: the authors' head (nearest x2, 4x4 conv), which builds every output pixel from
+    # half-resolution features. Head.FULL_RESOLUTION (this project's): the upsampled decoder output is
     # concatenated with the generator's own input and refined by two 3x3 convs, so detail that the
     # given contrasts show at voxel scale reaches the output.
-    head: str = "mmgan"
+    head: Head = Head.MMGAN
     # This project's: add the linear baseline's voxel-wise map of the given contrasts (least squares
     # on the training slices, one per pattern of given contrasts, then fixed) before the output
-    # activation, so the U-Net learns the residual (see networks.py).
+    # activation, so the U-Net learns the residual (see paths.py).
     linear_path: bool = False
     # This project's: a learned voxel-wise MLP (this many hidden units; 0 = none) from the given
-    # contrasts and the availability pattern, added before the output activation (see networks.py).
+    # contrasts and the availability pattern, added before the output activation (see paths.py).
     voxel_path_width: int = 0
+
+    def __post_init__(self) -> None:
+        self._choose_options()
+
+    def _choose_options(self) -> None:
+        """Each named option from its member or JSON string (an InputError naming the choices otherwise)."""
+        self.norm = _choice(Norm, self.norm, "generator norm")
+        self.output_activation = _choice(OutputActivation, self.output_activation, "generator output_activation")
+        self.head = _choice(Head, self.head, "generator head")
 
     def widths(self) -> list[int]:
         """Output channels of each down-block, shallowest first."""
@@ -79,14 +144,7 @@ class GeneratorConfig:
             raise InputError(f"generator dropout_blocks {self.dropout_blocks}: must be 0..{self.depth - 1} (up-blocks).")
         if not 0 <= self.dropout_down_blocks <= self.depth:
             raise InputError(f"generator dropout_down_blocks {self.dropout_down_blocks}: must be 0..{self.depth}.")
-        if self.norm not in NORMS:
-            raise InputError(f"generator norm {self.norm!r}: choose one of {', '.join(NORMS)}.")
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
-            raise InputError(
-                f"generator output_activation {self.output_activation!r}: choose one of {', '.join(OUTPUT_ACTIVATIONS)}."
-            )
-        if self.head not in HEADS:
-            raise InputError(f"generator head {self.head!r}: choose one of {', '.join(HEADS)}.")
+        self._choose_options()
         if self.voxel_path_width < 0:
             raise InputError(f"generator voxel_path_width {self.voxel_path_width}: must be >= 0 (0: no voxel path).")
         if self.extra_input_channels < 0:
@@ -97,19 +155,22 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     """The PatchGAN discriminator: one stride-2 block per width, then a 4x4 conv to one map per contrast.
 
-    `condition` says what the candidate is paired with: "full" = the complete real image (the
-    authors'), "imputed" = the zero-imputed input plus the availability mask as N constant
+    `condition` says what the candidate is paired with: FULL = the complete real image (the
+    authors'), IMPUTED = the zero-imputed input plus the availability mask as N constant
     channels, which takes away the shortcut of comparing two identical halves.
 
     >>> DiscriminatorConfig().downsampling
     16
+    >>> DiscriminatorConfig(condition="imputed").condition_channels(3)
+    6
     """
 
     widths: tuple[int, ...] = (64, 128, 256, 512)
-    condition: str = "full"
+    condition: DiscriminatorCondition = DiscriminatorCondition.FULL
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
+        self.condition = _choice(DiscriminatorCondition, self.condition, "discriminator condition")
 
     @property
     def downsampling(self) -> int:
@@ -117,36 +178,41 @@ class DiscriminatorConfig:
 
     def condition_channels(self, contrasts: int) -> int:
         """Channels of the condition paired with an N-channel candidate."""
-        return contrasts if self.condition == "full" else 2 * contrasts
+        return self.condition.channels_per_contrast * contrasts
 
     def validate(self) -> None:
         if not self.widths or any(w < 1 for w in self.widths):
             raise InputError(f"discriminator widths {self.widths}: need at least one positive width.")
-        if self.condition not in CONDITIONS:
-            raise InputError(f"discriminator condition {self.condition!r}: choose one of {', '.join(CONDITIONS)}.")
+        self.condition = _choice(DiscriminatorCondition, self.condition, "discriminator condition")
 
 
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild the networks of one model; saved in every run and bundle.
 
-    `fake_target` is the discriminator's target for the fake pair: "per_channel" (authors: 1 for
+    `fake_target` is the discriminator's target for the fake pair: PER_CHANNEL (authors: 1 for
     channels copied from the real input by implicit conditioning, 0 for synthesized ones) or
-    "zeros" (the public IXI adaptation).
+    ZEROS (the public IXI adaptation). In JSON every option is its string value, as before the
+    options were typed, and the family ("mmgan") is left implicit (models/family.py).
 
     >>> config = preset("tiny", contrasts=3)
     >>> ModelConfig.from_dict(config.to_dict()) == config
     True
+    >>> config.to_dict()["generator"]["head"], config.fake_target is FakeTarget.PER_CHANNEL
+    ('mmgan', True)
     """
+
+    family: ClassVar[str] = "mmgan"
 
     name: str
     contrasts: int = 3
     image_size: int = 256
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    fake_target: str = "per_channel"
+    fake_target: FakeTarget = FakeTarget.PER_CHANNEL
 
     def __post_init__(self) -> None:
+        self.fake_target = _choice(FakeTarget, self.fake_target, f"model {self.name!r}: fake_target")
         self.validate()
 
     @property
@@ -158,8 +224,7 @@ class ModelConfig:
         self.discriminator.validate()
         if self.contrasts < 2:
             raise InputError(f"model {self.name!r}: contrasts {self.contrasts}, needs at least 2.")
-        if self.fake_target not in FAKE_TARGETS:
-            raise InputError(f"model {self.name!r}: fake_target {self.fake_target!r}: choose one of {', '.join(FAKE_TARGETS)}.")
+        self.fake_target = _choice(FakeTarget, self.fake_target, f"model {self.name!r}: fake_target")
         smallest = max(2**self.generator.depth, 2 * self.discriminator.downsampling)
         if not _is_power_of_two(self.image_size) or self.image_size < smallest:
             raise InputError(
@@ -168,7 +233,7 @@ class ModelConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(self, dict_factory=_json_dict)
         data["discriminator"]["widths"] = list(self.discriminator.widths)
         return data
 
@@ -177,6 +242,10 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise InputError(f"model configuration: expected a JSON object, got {type(data).__name__}.")
         data = dict(data)
+        family = data.pop("family", cls.family)
+        if family != cls.family:
+            raise InputError(f"model configuration: family {family!r} is not {cls.family!r}; read it with "
+                             "models.family.model_config_from_dict.")
         _check_keys("model configuration", data, cls)
         parts = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig}
         for key, part in parts.items():
@@ -207,7 +276,7 @@ def _faithful(contrasts: int) -> ModelConfig:
 def _seed_ixi(contrasts: int) -> ModelConfig:
     # The IXI adaptation's default depth-6 U-Net: dropout on the 512-wide blocks (down4..6, up1..2).
     generator = GeneratorConfig(depth=6, dropout_blocks=2, dropout_down_blocks=3)
-    return ModelConfig("seed-ixi", contrasts, 128, generator, DiscriminatorConfig(), fake_target="zeros")
+    return ModelConfig("seed-ixi", contrasts, 128, generator, DiscriminatorConfig(), fake_target=FakeTarget.ZEROS)
 
 
 def _reduced(contrasts: int) -> ModelConfig:

@@ -1,6 +1,6 @@
 """The MM-GAN networks: a pix2pix-style U-Net generator and a per-contrast PatchGAN discriminator.
 
-Built from a `ModelConfig` (see `network_config`); the "mmgan-faithful" preset reproduces the
+Built from a `ModelConfig` (config.py); the "mmgan-faithful" preset reproduces the
 authors' `GeneratorUNet` and `Discriminator` (trane293/mm-gan) layer for layer:
 
 * down-block: 4x4 conv, stride 2, no bias -> instance norm (no affine; left out on the first and
@@ -8,13 +8,11 @@ authors' `GeneratorUNet` and `Discriminator` (trane293/mm-gan) layer for layer:
 * up-block: 4x4 transposed conv, stride 2, no bias -> instance norm -> ReLU -> dropout (first
   `dropout_blocks`) -> concatenation with the matching down-block's output
 * head: nearest upsample x2 -> zero-pad (left 1, top 1) -> 4x4 conv with bias -> ReLU
-  (this project's "full-resolution" head instead: 4x4 transposed conv x2 -> ReLU -> concatenation
-  with the generator's input -> 3x3 conv -> ReLU -> 3x3 conv with bias -> output activation)
-* optional (this project's, off in the presets): an availability-conditioned linear path, the
-  linear baseline's voxel-wise affine map of the given contrasts (one per pattern of given
-  contrasts, fitted on the training slices and then fixed), added to the head's output before the
-  output activation, so the U-Net learns the residual; and a learned voxel-wise path, a small MLP
-  (1x1 convs) from each voxel's given contrasts and the availability pattern, added there too
+  (this project's `Head.FULL_RESOLUTION` instead: 4x4 transposed conv x2 -> ReLU -> concatenation
+  with the generator's input -> 3x3 conv -> ReLU -> 3x3 conv with bias -> output activation;
+  heads.py)
+* optional (this project's, off in the presets; paths.py): the availability-conditioned linear
+  path and the learned voxel-wise path, added to the head's output before the output activation
 * discriminator: 4x4 stride-2 convs with bias (no norm on the first) + LeakyReLU 0.2, zero-pad,
   4x4 conv without bias to one real/fake map per contrast, no sigmoid (least-squares GAN)
 * conv weights ~ N(0, 0.02); biases keep PyTorch's default initialisation, as in the authors' code.
@@ -28,7 +26,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .config import DiscriminatorConfig, GeneratorConfig, ModelConfig
+from .config import DiscriminatorConfig, GeneratorConfig, ModelConfig, Norm, OutputActivation
+from .heads import build_head
+from .paths import AvailabilityLinearPath, AvailabilityVoxelPath
+
+OUTPUT_ACTIVATIONS = {OutputActivation.RELU: nn.ReLU, OutputActivation.TANH: nn.Tanh,
+                      OutputActivation.NONE: nn.Identity}
 
 
 class DownBlock(nn.Sequential):
@@ -75,7 +78,7 @@ class UNetGenerator(nn.Module):
         config.validate()
         widths = config.widths()
         depth = config.depth
-        use_norm = config.norm == "instance"
+        use_norm = config.norm is Norm.INSTANCE
         self.down = nn.ModuleList()
         previous = in_channels
         for i, width in enumerate(widths):
@@ -90,26 +93,8 @@ class UNetGenerator(nn.Module):
             dropout = config.dropout if j < config.dropout_blocks else 0.0
             self.up.append(UpBlock(previous, out_width, use_norm, dropout))
             previous = 2 * out_width
-        self.full_resolution = config.head == "full-resolution"
-        if self.full_resolution:
-            width = widths[0]
-            self.lift = nn.Sequential(
-                nn.ConvTranspose2d(previous, width, 4, stride=2, padding=1, bias=False), nn.ReLU(inplace=True)
-            )
-            head: list[nn.Module] = [
-                nn.Conv2d(width + in_channels, width, 3, padding=1, bias=False),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(width, out_channels, 3, padding=1),
-            ]
-        else:
-            head = [
-                nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.ZeroPad2d((1, 0, 1, 0)),
-                nn.Conv2d(previous, out_channels, 4, padding=1),
-            ]
-        self.head = nn.Sequential(*head)
-        activations = {"relu": nn.ReLU(), "tanh": nn.Tanh()}
-        self.activation = activations.get(config.output_activation, nn.Identity())
+        self.lift, self.head = build_head(config.head, previous, in_channels, out_channels, widths[0])
+        self.activation = OUTPUT_ACTIVATIONS[config.output_activation]()
         self.linear_path = AvailabilityLinearPath(out_channels) if config.linear_path else None
         self.voxel_path = AvailabilityVoxelPath(out_channels, config.voxel_path_width) if config.voxel_path_width else None
 
@@ -121,9 +106,7 @@ class UNetGenerator(nn.Module):
         # The innermost output is where decoding starts; the others are skips, deepest first.
         for block, skip in zip(self.up, skips[-2::-1]):
             x = block(x, skip)
-        if self.full_resolution:
-            x = torch.cat((self.lift(x), inputs), dim=1)
-        x = self.head(x)
+        x = self.head(self.lift(x, inputs))
         if self.linear_path is not None:
             x = x + self.linear_path(inputs)
         if self.voxel_path is not None:
@@ -131,97 +114,11 @@ class UNetGenerator(nn.Module):
         return self.activation(x)
 
 
-def given_contrasts(inputs: Tensor, contrasts: int) -> Tensor:
-    """Which contrasts each input gives, (batch, contrasts) bool: implicit conditioning feeds a
-    missing contrast as all zeros, so this is read off the input itself."""
-    return inputs[:, :contrasts].abs().amax(dim=(2, 3)) > 0
-
-
-class AvailabilityLinearPath(nn.Module):
-    """A fixed voxel-wise affine map from the given contrasts to every output channel, with its own
-    coefficients for each pattern of given contrasts (2**N tables of N x (N + 1) numbers).
-
-    Which contrasts are given is read off the input (implicit conditioning feeds a missing contrast
-    as all zeros), so the generator's interface is unchanged. The coefficients are buffers, not
-    parameters: training sets them once to the least-squares fit on the training slices (the
-    linear baseline, `set_map`) and the U-Net learns what remains. All zero until then, which makes
-    the generator the plain U-Net.
-
-    >>> path = AvailabilityLinearPath(3)
-    >>> path(torch.ones(2, 3, 8, 8)).abs().max().item()
-    0.0
-    """
-
-    def __init__(self, contrasts: int) -> None:
-        super().__init__()
-        self.contrasts = contrasts
-        self.register_buffer("weight", torch.zeros(2**contrasts, contrasts, contrasts))
-        self.register_buffer("bias", torch.zeros(2**contrasts, contrasts))
-        self.register_buffer("place_values", 2 ** torch.arange(contrasts), persistent=False)
-
-    @torch.no_grad()
-    def set_map(self, available, target: int, intercept: float, weights) -> None:
-        """Contrast `target` = intercept + sum of weights x given contrasts, when exactly the contrasts
-        flagged in `available` (one bool per contrast, in order) are given."""
-        given = [i for i, a in enumerate(available) if a]
-        if len(weights) != len(given):
-            raise ValueError(f"{len(weights)} weights for {len(given)} given contrasts")
-        pattern = sum(2**i for i in given)
-        self.weight[pattern, target] = 0.0
-        self.weight[pattern, target, given] = torch.as_tensor(weights, dtype=self.weight.dtype)
-        self.bias[pattern, target] = float(intercept)
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        given = inputs[:, : self.contrasts]
-        pattern = (given_contrasts(inputs, self.contrasts).long() * self.place_values).sum(dim=1)
-        mapped = torch.einsum("boi,bihw->bohw", self.weight[pattern].to(given.dtype), given)
-        return mapped + self.bias[pattern].to(given.dtype)[:, :, None, None]
-
-
-class AvailabilityVoxelPath(nn.Module):
-    """A learned voxel-wise map: a small MLP (1x1 convs, `width` hidden units, two hidden layers) from
-    each voxel's given contrasts and the availability pattern to every output channel.
-
-    The authors' U-Net sees its input only through stride-2 convolutions and builds each output
-    pixel from half-resolution features, so a non-linear intensity mapping that is exact at voxel
-    scale (T2 from T1 and PD at the same voxel) is hard for it to express; this path expresses it
-    directly, and the U-Net adds spatial context. Its last layer starts at zero (`build_generator`),
-    so it begins as no change and is trained with the rest of the generator.
-
-    >>> path = AvailabilityVoxelPath(3, 16)
-    >>> path(torch.ones(2, 3, 8, 8)).shape
-    torch.Size([2, 3, 8, 8])
-    """
-
-    def __init__(self, contrasts: int, width: int) -> None:
-        super().__init__()
-        self.contrasts = contrasts
-        self.mlp = nn.Sequential(
-            nn.Conv2d(2 * contrasts, width, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(width, contrasts, 1),
-        )
-
-    def reset_parameters(self) -> None:
-        """PyTorch's default initialisation for the hidden layers (not MM-GAN's N(0, 0.02): this path is
-        not the authors', and the default is what it was measured with), zero for the output layer."""
-        for layer in self.mlp:
-            if isinstance(layer, nn.Conv2d):
-                layer.reset_parameters()
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        given = inputs[:, : self.contrasts]
-        available = given_contrasts(inputs, self.contrasts).to(given.dtype)[:, :, None, None].expand_as(given)
-        return self.mlp(torch.cat((given, available), dim=1))
-
-
 class PatchDiscriminator(nn.Module):
     """Scores a candidate against its condition: one real/fake map per contrast, size S / 2**blocks.
 
-    The condition is the full real image ("full", authors) or the zero-imputed input with the
-    availability mask ("imputed"); build it with `discriminator_condition`.
+    The condition is the full real image (`DiscriminatorCondition.FULL`, authors) or the zero-imputed
+    input with the availability mask (`IMPUTED`); build it with `conditioning.discriminator_condition`.
 
     >>> from MRImputationLib.models.mmgan.config import preset
     >>> discriminator = build_discriminator(preset("tiny", 3))
@@ -278,40 +175,6 @@ def build_discriminator(config: ModelConfig) -> PatchDiscriminator:
     discriminator = PatchDiscriminator(config.contrasts, condition_channels, config.discriminator)
     init_weights(discriminator)
     return discriminator
-
-
-def _availability(available: Tensor, like: Tensor) -> Tensor:
-    """(B, N) or (N,) availability as a (B|1, N, 1, 1) boolean mask on `like`'s device."""
-    mask = torch.as_tensor(available, device=like.device).to(torch.bool)
-    if mask.dim() == 1:
-        mask = mask.unsqueeze(0)
-    return mask[:, :, None, None]
-
-
-def implicit_conditioning(output: Tensor, real: Tensor, available: Tensor) -> Tensor:
-    """The generator's output with its available channels replaced by the real inputs.
-
-    `available` is (B, N) or (N,), bool or 0/1. Gradients reach the output only through the
-    missing (synthesized) channels.
-    """
-    return torch.where(_availability(available, output), real, output)
-
-
-def zero_missing(real: Tensor, available: Tensor) -> Tensor:
-    """The generator's input: missing channels set to zero, available ones kept."""
-    return torch.where(_availability(available, real), real, torch.zeros((), dtype=real.dtype, device=real.device))
-
-
-def discriminator_condition(config: ModelConfig, real: Tensor, available: Tensor) -> Tensor:
-    """What the discriminator pairs the candidate with under `config.discriminator.condition`.
-
-    "full": the complete real image (authors). "imputed": the zero-imputed input followed by the
-    availability mask broadcast to N constant channels (1 = available).
-    """
-    if config.discriminator.condition == "full":
-        return real
-    mask = _availability(available, real).to(real.dtype).expand_as(real)
-    return torch.cat((zero_missing(real, available), mask), dim=1)
 
 
 def count_parameters(module: nn.Module) -> int:

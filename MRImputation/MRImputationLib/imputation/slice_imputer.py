@@ -1,4 +1,4 @@
-"""Running a trained generator over whole volumes: slices in, volumes out.
+"""Running a trained model's network over whole volumes: slices in, volumes out (any model family).
 
 The stack (C, z, y, x, normalized, on the reference grid) is cut into the network's axial slices
 (slicing.py), slices without brain are skipped, the rest go through the generator in batches
@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.contrasts import Scenario
-from ..models.mmgan.config import ModelConfig
-from ..training.slice_cache import CacheConfig
-from ..models.slicing import from_slices, plan_slices, to_slices
 from ..core.volume import Volume
+from ..models.family import FamilyConfig
+from ..models.slicing import SlicingConfig, from_slices, plan_slices, to_slices
 
 
 @dataclass
@@ -30,8 +29,8 @@ class InferenceOptions:
     stochastic: bool = False  # dropout on (for uncertainty); off = the deterministic estimate
 
 
-class GanImputer:
-    """An Imputer (evaluation.py) backed by an MM-GAN generator.
+class SliceImputer:
+    """An Imputer (evaluation/harness.py) backed by a slice-wise network of any model family (MM-GAN by default).
 
     `predict(stack, scenario, frame=..., mask=...)`: `frame` is a Volume on the reference grid
     (for the slice axis and spacing) and `mask` the brain mask that decides which slices are run.
@@ -40,7 +39,7 @@ class GanImputer:
     name = "MM-GAN"
     wants_frame = True
 
-    def __init__(self, generator, model_config: ModelConfig, slicing: CacheConfig,
+    def __init__(self, generator, model_config: FamilyConfig, slicing: SlicingConfig,
                  options: InferenceOptions | None = None, name: str | None = None) -> None:
         import torch
 
@@ -82,23 +81,18 @@ class GanImputer:
     def _run_batches(self, slices: np.ndarray, scenario: Scenario) -> np.ndarray:
         import torch
 
-        from ..models.mmgan.networks import implicit_conditioning
-        from ..training.trainer import generator_input
+        from ..models.family import Execution, availability, family_of
 
-        available_mask = torch.tensor(scenario.mask, dtype=torch.float32, device=self.device)
+        family = family_of(self.model_config)
+        execution = Execution(self.device.type, self._dtype(), self.channels_last)
         out = np.empty_like(slices, dtype=np.float32)
-        dtype = self._dtype()
         with torch.inference_mode():
             for start in range(0, slices.shape[0], self.options.batch_size):
                 batch = np.ascontiguousarray(slices[start:start + self.options.batch_size])
                 real = torch.from_numpy(batch).to(self.device)
-                available = available_mask.expand(real.shape[0], -1)
-                x = generator_input(real, available, self.model_config)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    fake = self.generator(x)
-                out[start:start + real.shape[0]] = implicit_conditioning(fake.float(), real, available).cpu().numpy()
+                available = availability(scenario, real.shape[0], self.device)
+                imputed = family.impute_batch(self.model_config, self.generator, real, available, execution)
+                out[start:start + real.shape[0]] = imputed.cpu().numpy()
         return out
 
     def predict(self, stack: np.ndarray, scenario: Scenario, frame: Volume | None = None,
