@@ -82,6 +82,14 @@ class MRImputationTrainingWidget(ScriptedLoadableModuleWidget):
         if self.panel:
             self.panel.cleanup()
 
+    def onReload(self) -> None:
+        """Called by "Reload": forget the Lib's modules too, so edits to any of its subpackages take effect."""
+        import sys
+
+        for name in [n for n in sys.modules if n == "MRImputationLib" or n.startswith("MRImputationLib.")]:
+            del sys.modules[name]
+        ScriptedLoadableModuleWidget.onReload(self)
+
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed."""
         self.panel.setParameterNode(None)

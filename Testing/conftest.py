@@ -51,3 +51,15 @@ def tiny_bundle(tmp_path_factory) -> Path:
     preprocess_folder(root / "raw", root / "pre", PreprocessConfig(n4=False, register=False, qc=False))
     train_run(root / "pre", root / "run", "tiny", {"epochs": 4, "steps_per_epoch": 10})
     return export_run(root / "run", root / "bundle")
+
+
+def signal_widgets(path: Path) -> list[str]:
+    """The .ui widget names a panel connects through its `SIGNALS` table ("widget.signal" -> slot)."""
+    import ast
+
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SIGNALS" for t in node.targets)
+                and isinstance(node.value, ast.Dict)):
+            names += [key.value.split(".")[0] for key in node.value.keys if isinstance(key, ast.Constant)]
+    return names

@@ -88,3 +88,12 @@ def test_every_lib_file_is_small_and_says_what_it_is_for(path):
     text = path.read_text(encoding="utf-8")
     assert len(text.splitlines()) <= MAX_LINES, f"{path.relative_to(LIB)}: over {MAX_LINES} lines; split it by concern"
     assert ast.get_docstring(ast.parse(text)), f"{path.relative_to(LIB)}: no docstring saying what the file is for"
+
+
+@pytest.mark.parametrize("module", ["MRImputation/MRImputation.py", "MRImputationTraining/MRImputationTraining.py"])
+def test_reload_in_either_slicer_module_forgets_every_subpackage_of_the_lib(module):
+    tree = ast.parse((REPO / module).read_text(encoding="utf-8"))
+    reloads = [f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "onReload"]
+    assert reloads, f"{module}: no onReload, so Slicer's Reload keeps the Lib's old modules"
+    text = ast.unparse(reloads[0])
+    assert "sys.modules" in text and "startswith('MRImputationLib.')" in text, f"{module}: onReload keeps subpackages"

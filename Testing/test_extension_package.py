@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from urllib.parse import urlparse
 
-from conftest import REPO
+from conftest import REPO, signal_widgets
 
 TOP_CMAKE = REPO / "CMakeLists.txt"
 INDEX_ENTRY = REPO / "MRImputation.json"
@@ -148,6 +148,8 @@ def test_every_ui_widget_the_training_code_uses_exists_in_the_ui_file():
             if ((isinstance(owner, ast.Attribute) and owner.attr == "ui" and isinstance(owner.value, ast.Name)
                  and owner.value.id in ("self", "panel")) or (isinstance(owner, ast.Name) and owner.id == "ui")):
                 used.setdefault(node.attr, path.name)
+        for name in signal_widgets(path):
+            used.setdefault(name, path.name)
     assert len(used) > 10, "the glue uses few ui widgets: the check is looking in the wrong place"
     missing = {name: where for name, where in used.items() if name not in _ui_names()}
     assert not missing, f"used in code but not in {TRAINING_UI.name}: {missing}"

@@ -126,7 +126,6 @@ def test_inputs_that_do_not_overlap_are_refused(tiny_bundle, patient, tmp_path):
 
 def _naive_and_fast(tiny_bundle, patient, precision="fp32"):
     """The naive path (every slice, fp32, one at a time) and the fast one, on the same normalized stack."""
-    from MRImputationLib.preprocessing.preprocessed import load_subject
     from MRImputationLib.preprocessing.masking import brain_mask
     from MRImputationLib.preprocessing.normalization import NormalizationConfig, fit_normalization, normalize
 

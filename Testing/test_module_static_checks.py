@@ -12,7 +12,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, signal_widgets
 
 MODULE = REPO / "MRImputation"
 MODULE_FILE = MODULE / "MRImputation.py"
@@ -78,6 +78,8 @@ def test_every_ui_widget_the_code_uses_exists_in_the_ui_file():
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
                     and isinstance(node.value.value, ast.Name) and node.value.value.id in ("self", "panel")):
                 used.setdefault(node.attr, path.name)
+        for name in signal_widgets(path):
+            used.setdefault(name, path.name)
     assert used, "the glue uses no ui widget: the check is looking in the wrong place"
     missing = {name: where for name, where in used.items() if name not in names}
     assert not missing, f"used in code but not in {UI_FILE.name}: {missing}"

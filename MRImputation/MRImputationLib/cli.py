@@ -26,7 +26,8 @@ def _shape(text: str) -> tuple[int, int, int]:
     return tuple(parts)
 
 
-def _contrast_list(text: str) -> tuple[str, ...]:
+def _comma_list(text: str) -> tuple[str, ...]:
+    """Split "T1, T2,PD" into ("T1", "T2", "PD"): contrast or subject names."""
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
@@ -79,7 +80,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-epoch", type=int, help="cap the steps of an epoch (bounded-time runs)")
     parser.add_argument("--curriculum", help="mmgan, two-stage, none, or a .json file of stages")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--contrasts", "--modalities", dest="contrasts", type=_contrast_list, default=None,
+    parser.add_argument("--contrasts", "--modalities", dest="contrasts", type=_comma_list, default=None,
                         help="the model's contrasts, e.g. T1,T1c,FLAIR (default: those every subject has)")
     parser.add_argument("--split", type=Path, help="a split.json (train/val/test subject lists) to use")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -196,15 +197,12 @@ def cmd_demo(args: argparse.Namespace, progress: Progress) -> dict:
     return run_demo(Path(args.out), progress, data=Path(args.data) if args.data else None, hide=args.hide)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mrimpute", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"MRImputationLib {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_phantom_command(commands) -> None:
+    """`mrimpute phantom`: synthetic subjects with known truth."""
     p = commands.add_parser("phantom", help="write synthetic subjects with known truth")
     p.add_argument("out", help="output folder")
     p.add_argument("--subjects", type=int, default=2)
-    p.add_argument("--contrasts", "--modalities", dest="contrasts", type=_contrast_list, default=("T1", "T2", "PD"),
+    p.add_argument("--contrasts", "--modalities", dest="contrasts", type=_comma_list, default=("T1", "T2", "PD"),
                    help="contrasts, from T1, T2, PD, FLAIR, T1c (default T1,T2,PD)")
     p.add_argument("--shape", type=_shape, default=(64, 64, 48), help="x,y,z voxels at 1 mm (default 64,64,48)")
     p.add_argument("--seed", type=int, default=0)
@@ -215,11 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(p)
     p.set_defaults(handler=cmd_phantom)
 
+
+def _add_preprocess_command(commands) -> None:
+    """`mrimpute preprocess`: a raw folder of subjects into a preprocessed one."""
     p = commands.add_parser("preprocess", help="registration, N4, brain mask, normalization, QC, manifest")
     p.add_argument("input", help="folder of subjects (IXI, BraTS, BrainLesion or one folder per subject)")
     p.add_argument("out", help="output folder")
     p.add_argument("--reference", help="contrast whose grid all are registered into (default: the finest grid)")
-    p.add_argument("--contrasts", "--modalities", dest="contrasts", type=_contrast_list, default=None,
+    p.add_argument("--contrasts", "--modalities", dest="contrasts", type=_comma_list, default=None,
                    help="only these contrasts")
     p.add_argument("--registration", choices=("rigid", "affine"), default="rigid")
     p.add_argument("--no-register", action="store_true", help="inputs are already co-registered")
@@ -229,22 +230,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(p)
     p.set_defaults(handler=cmd_preprocess)
 
+
+def _add_train_command(commands) -> None:
+    """`mrimpute train`: its options are add_train_arguments's."""
     p = commands.add_parser("train", help="MM-GAN training with curriculum; runs unchanged under torchrun; then, "
                                           "if asked, evaluation, a model bundle and its installation")
     add_train_arguments(p)
     p.set_defaults(handler=cmd_train)
 
+
+def _add_evaluate_command(commands) -> None:
+    """`mrimpute evaluate`: metrics of a model on preprocessed subjects."""
     p = commands.add_parser("evaluate", help="per-scenario, per-subject metrics with the linear baseline beside")
     p.add_argument("model", help="a model bundle (folder or .zip) or a training run folder")
     p.add_argument("data", help="a preprocessed folder, or raw subjects (preprocessed into OUT first)")
     p.add_argument("--out", required=True, help="folder for results.md/.csv/.json and plots")
-    p.add_argument("--subjects", type=_contrast_list, help="comma-separated subject names to evaluate")
+    p.add_argument("--subjects", type=_comma_list, help="comma-separated subject names to evaluate")
     p.add_argument("--split", type=Path, help="a split.json whose test subjects are evaluated")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--no-baseline", action="store_true", help="leave out the linear-regression baseline")
     _add_progress(p)
     p.set_defaults(handler=cmd_evaluate)
 
+
+def _add_export_command(commands) -> None:
+    """`mrimpute export`: a model bundle from a training run."""
     p = commands.add_parser("export", help="a model bundle from a training run")
     p.add_argument("run")
     p.add_argument("bundle", help="output folder, or a path ending in .zip")
@@ -254,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(p)
     p.set_defaults(handler=cmd_export)
 
+
+def _add_data_command(commands) -> None:
+    """`mrimpute data SOURCE`: downloads of public data sets."""
     p = commands.add_parser("data", help="download public data sets")
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
     q = sources.add_parser("ixi", help="the IXI T1, T2 and PD tarballs (resumable), extracted, with a split")
@@ -262,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(q)
     q.set_defaults(handler=cmd_data_ixi)
 
+
+def _add_impute_command(commands) -> None:
+    """`mrimpute impute`: missing contrasts of one subject from the given ones."""
     p = commands.add_parser("impute", help="the main job: missing contrasts from the given ones")
     p.add_argument("--model", required=True, help="a model bundle (folder or .zip) or a training run folder")
     p.add_argument("--input", action="append", metavar="NAME=PATH", required=True,
@@ -284,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(p)
     p.set_defaults(handler=cmd_impute)
 
+
+def _add_compare_command(commands) -> None:
+    """`mrimpute compare`: error map and metrics of a synthetic volume against a real one."""
     p = commands.add_parser("compare", help="error map and metrics of a synthetic volume against a real one")
     p.add_argument("synthetic")
     p.add_argument("real")
@@ -294,12 +313,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(p)
     p.set_defaults(handler=cmd_compare)
 
+
+def _add_demo_command(commands) -> None:
+    """`mrimpute demo`: the whole path on the built-in phantom."""
     p = commands.add_parser("demo", help="the whole path on the built-in phantom, no download needed")
     p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--data", help="a folder of real subjects to use instead of the phantom (e.g. ../shared/data/real)")
     p.add_argument("--hide", help="the contrast to hide and impute (default PD, else FLAIR)")
     _add_progress(p)
     p.set_defaults(handler=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of `mrimpute`: one subcommand per pipeline, in the order `--help` lists them."""
+    parser = argparse.ArgumentParser(prog="mrimpute", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"MRImputationLib {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (_add_phantom_command, _add_preprocess_command, _add_train_command, _add_evaluate_command,
+                        _add_export_command, _add_data_command, _add_impute_command, _add_compare_command,
+                        _add_demo_command):
+        add_command(commands)
     return parser
 
 

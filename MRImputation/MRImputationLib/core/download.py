@@ -99,48 +99,11 @@ def download(
     target = Path(target)
     if not url.lower().startswith(("http://", "https://")):
         raise InputError(f"{url}: only http:// and https:// addresses can be downloaded.")
-    if target.is_file():
-        try:
-            _verify(target, expected_size, sha256, url)
-        except DownloadMismatch:
-            target.unlink()  # an earlier file that is not the expected one: fetch it again
-        else:
-            report(1.0, f"{target.name}: already downloaded")
-            return target
+    if _already_there(target, expected_size, sha256, url, report):
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
-    failures = 0
-    while True:
-        offset = part.stat().st_size if part.exists() else 0
-        if expected_size is not None and offset > expected_size:
-            part.unlink()
-            offset = 0
-        if expected_size is not None and offset == expected_size:
-            break
-        try:
-            finished = _transfer(url, part, offset, expected_size, report, chunk, timeout)
-        except urllib.error.HTTPError as error:
-            if 400 <= error.code < 500 and error.code not in (408, 429):
-                raise InputError(
-                    f"{url}: the server answered {error.code} {error.reason}. Check the address "
-                    "(or the mirror given as base URL)."
-                ) from None
-            failure = f"the server answered {error.code} {error.reason}"
-        except DownloadMismatch:
-            raise
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-            failure = str(getattr(error, "reason", error))
-        else:
-            if finished:
-                break
-            failure = "the connection closed early"
-        failures += 1
-        if failures > retries:
-            raise DownloadError(
-                f"{url}: download failed after {failures} attempt(s) ({failure}). Run again: it resumes from "
-                f"{part.stat().st_size if part.exists() else 0} bytes."
-            )
-        time.sleep(min(0.5 * failures, 5.0))
+    _fetch_part(url, part, expected_size, report, chunk, retries, timeout)
     try:
         _verify(part, expected_size, sha256, url)
     except DownloadError:
@@ -149,6 +112,62 @@ def download(
     os.replace(part, target)
     report(1.0, f"{target.name}: done")
     return target
+
+
+def _already_there(target: Path, expected_size: int | None, sha256: str | None, url: str,
+                   report: ProgressCallback) -> bool:
+    """True when `target` exists and passes the checks; one that does not is deleted, to be fetched again."""
+    if not target.is_file():
+        return False
+    try:
+        _verify(target, expected_size, sha256, url)
+    except DownloadMismatch:
+        target.unlink()  # an earlier file that is not the expected one: fetch it again
+        return False
+    report(1.0, f"{target.name}: already downloaded")
+    return True
+
+
+def _fetch_part(url: str, part: Path, expected_size: int | None, report: ProgressCallback, chunk: int,
+                retries: int, timeout: float) -> None:
+    """Fill `part` until the server says it is complete, resuming after each failure (at most `retries`)."""
+    failures = 0
+    while True:
+        offset = part.stat().st_size if part.exists() else 0
+        if expected_size is not None and offset > expected_size:
+            part.unlink()
+            offset = 0
+        if expected_size is not None and offset == expected_size:
+            return
+        failure = _attempt(url, part, offset, expected_size, report, chunk, timeout)
+        if failure is None:
+            return
+        failures += 1
+        if failures > retries:
+            raise DownloadError(
+                f"{url}: download failed after {failures} attempt(s) ({failure}). Run again: it resumes from "
+                f"{part.stat().st_size if part.exists() else 0} bytes."
+            )
+        time.sleep(min(0.5 * failures, 5.0))
+
+
+def _attempt(url: str, part: Path, offset: int, expected_size: int | None, report: ProgressCallback, chunk: int,
+             timeout: float) -> str | None:
+    """One request: None when the file is complete, else why not; what retrying cannot fix raises."""
+    try:
+        finished = _transfer(url, part, offset, expected_size, report, chunk, timeout)
+    except urllib.error.HTTPError as error:
+        if 400 <= error.code < 500 and error.code not in (408, 429):
+            raise InputError(
+                f"{url}: the server answered {error.code} {error.reason}. Check the address "
+                "(or the mirror given as base URL)."
+            ) from None
+        return f"the server answered {error.code} {error.reason}"
+    except DownloadMismatch:
+        raise
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        return str(getattr(error, "reason", error))
+    return None if finished else "the connection closed early"
 
 
 def _transfer(url, part: Path, offset: int, expected_size, report, chunk: int, timeout: float) -> bool:

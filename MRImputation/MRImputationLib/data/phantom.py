@@ -194,45 +194,17 @@ def make_subject(config: PhantomConfig, seed: int, name: str = "sub-000") -> Pha
     origin = tuple(float(a[0]) for a in axes)
     labels = make_labels(rng, config.shape, spacing, lesion=config.lesion)
     grid = Volume(labels, spacing=spacing, origin=origin, contrast="labels")
-
-    # Tissue parameters: per-subject variation, then smooth texture inside each tissue.
-    tissues = TISSUES.copy()
-    tissues[1:, :3] *= rng.uniform(0.97, 1.03, (len(tissues) - 1, 3)).astype(np.float32)
-    size = float(np.mean(np.asarray(config.shape) * np.asarray(spacing)))
-    texture_pd = smooth_noise(rng, axes, 0.03 * size)
-    texture_t = smooth_noise(rng, axes, 0.05 * size)
-    pd = tissues[labels, 0] * (1 + 0.03 * texture_pd)
-    t1 = tissues[labels, 1] * (1 + 0.04 * texture_t)
-    t2 = tissues[labels, 2] * (1 + 0.04 * texture_t)
-    gd = tissues[labels, 3]
+    pd, t1, t2, gd = _tissue_maps(rng, labels, axes, config)
 
     white = labels == LABELS["white_matter"]
     head = labels > 0
     centre = grid.index_to_physical((np.asarray(config.shape) - 1) / 2.0)
     observed, truth, biases, transforms = {}, {}, {}, {}
     for index, contrast in enumerate(config.contrasts):
-        sequence = SEQUENCES[contrast]
-        relax = 1 / (1 / t1 + np.float32(GADOLINIUM_R1) * gd) if sequence.get("gd") else t1
-        image = (signal(pd, relax, t2, sequence) * np.float32(SCANNER_SCALE)).astype(np.float32)
-        image = ndimage.gaussian_filter(image, PARTIAL_VOLUME_SIGMA, truncate=3.0)  # point spread: partial volume
-        truth[contrast] = grid.with_array(image, contrast=contrast)
-
-        if index == 0 or config.misalignment == "none":
-            matrix = np.eye(4)
-            moved, moved_head = image, head
-        else:
-            matrix = random_transform(rng, config, centre)
-            moved = move_volume(truth[contrast], matrix).array
-            moved_head = moved > 0  # background is exactly 0 before noise
-        transforms[contrast] = matrix
-        bias = bias_field(rng, axes, moved_head, config.bias_strength)
+        truth[contrast] = grid.with_array(_truth_image(pd, t1, t2, gd, SEQUENCES[contrast]), contrast=contrast)
+        misalign = index > 0 and config.misalignment != "none"  # the first contrast is the reference
+        transforms[contrast], bias, result = _observe(rng, config, truth[contrast], misalign, head, white, centre, axes)
         biases[contrast] = grid.with_array(bias, contrast=contrast)
-        result = moved * bias
-        if config.noise > 0:
-            sigma = np.float32(config.noise * (float(image[white].mean()) if white.any() else float(image.max())))
-            real = result + sigma * rng.standard_normal(result.shape, dtype=np.float32)
-            imaginary = sigma * rng.standard_normal(result.shape, dtype=np.float32)
-            result = np.sqrt(real * real + imaginary * imaginary)
         observed[contrast] = grid.with_array(result.astype(np.float32), contrast=contrast)
 
     brain = np.isin(labels, BRAIN_LABELS).astype(np.uint8)
@@ -247,6 +219,48 @@ def make_subject(config: PhantomConfig, seed: int, name: str = "sub-000") -> Pha
         seed=seed,
         config=config,
     )
+
+
+def _tissue_maps(rng: np.random.Generator, labels: np.ndarray, axes, config: PhantomConfig) -> tuple:
+    """Per-voxel PD, T1, T2 and gadolinium: the tissues' values, varied per subject, with smooth texture inside each."""
+    tissues = TISSUES.copy()
+    tissues[1:, :3] *= rng.uniform(0.97, 1.03, (len(tissues) - 1, 3)).astype(np.float32)
+    size = float(np.mean(np.asarray(config.shape) * np.asarray(config.spacing)))
+    texture_pd = smooth_noise(rng, axes, 0.03 * size)
+    texture_t = smooth_noise(rng, axes, 0.05 * size)
+    pd = tissues[labels, 0] * (1 + 0.03 * texture_pd)
+    t1 = tissues[labels, 1] * (1 + 0.04 * texture_t)
+    t2 = tissues[labels, 2] * (1 + 0.04 * texture_t)
+    gd = tissues[labels, 3]
+    return pd, t1, t2, gd
+
+
+def _truth_image(pd: np.ndarray, t1: np.ndarray, t2: np.ndarray, gd: np.ndarray, sequence: dict) -> np.ndarray:
+    """One contrast as an ideal scanner at this resolution sees it (T1 shortened by gadolinium if given)."""
+    relax = 1 / (1 / t1 + np.float32(GADOLINIUM_R1) * gd) if sequence.get("gd") else t1
+    image = (signal(pd, relax, t2, sequence) * np.float32(SCANNER_SCALE)).astype(np.float32)
+    return ndimage.gaussian_filter(image, PARTIAL_VOLUME_SIGMA, truncate=3.0)  # point spread: partial volume
+
+
+def _observe(rng: np.random.Generator, config: PhantomConfig, truth: Volume, misalign: bool, head: np.ndarray,
+             white: np.ndarray, centre: np.ndarray, axes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The truth as observed: moved (if `misalign`), times a bias field, with Rician noise; (transform, bias, image)."""
+    image = truth.array
+    if not misalign:
+        matrix = np.eye(4)
+        moved, moved_head = image, head
+    else:
+        matrix = random_transform(rng, config, centre)
+        moved = move_volume(truth, matrix).array
+        moved_head = moved > 0  # background is exactly 0 before noise
+    bias = bias_field(rng, axes, moved_head, config.bias_strength)
+    result = moved * bias
+    if config.noise > 0:
+        sigma = np.float32(config.noise * (float(image[white].mean()) if white.any() else float(image.max())))
+        real = result + sigma * rng.standard_normal(result.shape, dtype=np.float32)
+        imaginary = sigma * rng.standard_normal(result.shape, dtype=np.float32)
+        result = np.sqrt(real * real + imaginary * imaginary)
+    return matrix, bias, result
 
 
 def write_subject(subject: PhantomSubject, folder: Path) -> Path:

@@ -9,6 +9,7 @@ so sizes scale with the field of view and each seed gives another head.
 from __future__ import annotations
 
 import contextlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -97,8 +98,39 @@ def _ellipsoid(u, v, w, centre, semi) -> np.ndarray:
     return ((u - centre[0]) / semi[0]) ** 2 + ((v - centre[1]) / semi[1]) ** 2 + ((w - centre[2]) / semi[2]) ** 2
 
 
+class _Grid(NamedTuple):
+    """The head's grid: coordinates normalised by its semi-axes (u along x, v along y, w along z, broadcastable
+    to z, y, x), the physical axes, the semi-axes and their mean (mm), the spacing (mm) and a voxel in head sizes."""
+
+    u: np.ndarray
+    v: np.ndarray
+    w: np.ndarray
+    axes: tuple
+    semi: list
+    size: float
+    spacing: list
+    voxel: float
+
+
 def make_labels(rng: np.random.Generator, shape_xyz, spacing, lesion: bool = True) -> np.ndarray:
     """A random head label map (uint8, array order z, y, x) with the values of `LABELS`."""
+    grid = _head_grid(rng, shape_xyz, spacing)
+    u, v, w = grid.u, grid.v, grid.w
+    # Head: an egg-shaped ellipsoid (wider at the back), boundaries deformed by a smooth field.
+    shape_field = smooth_noise(rng, grid.axes, 0.35 * grid.size)
+    r = np.sqrt(u**2 * (1 - 0.12 * v) ** 2 + v**2 + w**2, dtype=np.float32)
+    r *= 1 + 0.035 * shape_field
+    labels, brain = _head_layers(rng, grid, r)
+    in_brain = r < brain
+    gyral, slow = _add_cortex(labels, rng, grid, r, brain, in_brain, shape_field)
+    _add_deep_grey_and_ventricles(labels, rng, grid, in_brain)
+    if lesion:
+        _add_lesion(labels, rng, grid, in_brain, gyral, slow)
+    return labels
+
+
+def _head_grid(rng: np.random.Generator, shape_xyz, spacing) -> _Grid:
+    """A random head's size and position on the grid (its semi-axes scaled and its centre shifted a little)."""
     x, y, z = physical_axes(shape_xyz, spacing)
     spacing = [float(s) for s in spacing]
     # Python floats throughout: a NumPy float64 scalar would promote the float32 grids to float64.
@@ -108,16 +140,15 @@ def make_labels(rng: np.random.Generator, shape_xyz, spacing, lesion: bool = Tru
     u = ((x - shift[0]) / semi[0])[None, None, :]
     v = ((y - shift[1]) / semi[1])[None, :, None]
     w = ((z - shift[2]) / semi[2])[:, None, None]
-    axes = (x, y, z)
+    return _Grid(u, v, w, (x, y, z), semi, size, spacing, max(spacing) / size)
 
-    # Head: an egg-shaped ellipsoid (wider at the back), boundaries deformed by a smooth field.
-    shape_field = smooth_noise(rng, axes, 0.35 * size)
-    r = np.sqrt(u**2 * (1 - 0.12 * v) ** 2 + v**2 + w**2, dtype=np.float32)
-    r *= 1 + 0.035 * shape_field
-    thickness = smooth_noise(rng, axes, 0.2 * size)
+
+def _head_layers(rng: np.random.Generator, grid: _Grid, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scalp, skull and CSF shells of varying thickness; returns the labels and the brain's radius in `r` units."""
+    thickness = smooth_noise(rng, grid.axes, 0.2 * grid.size)
     scalp, skull, csf = rng.uniform(0.055, 0.075), rng.uniform(0.06, 0.085), rng.uniform(0.025, 0.04)
     # Keep each layer at least about one voxel thick on coarse grids.
-    voxel = max(spacing) / size
+    voxel = grid.voxel
     scalp, skull, csf = max(scalp, 1.1 * voxel), max(skull, 1.2 * voxel), max(csf, 0.9 * voxel)
     skull_out = 1 - scalp
     skull_in = skull_out - skull * (1 + 0.2 * thickness)
@@ -126,20 +157,27 @@ def make_labels(rng: np.random.Generator, shape_xyz, spacing, lesion: bool = Tru
     labels[r < 1] = LABELS["scalp"]
     labels[r < skull_out] = LABELS["skull"]
     labels[r < skull_in] = LABELS["csf"]
-    in_brain = r < brain
+    return labels, brain
 
-    # Cortex: a grey ribbon under the brain surface, the medial surface of each hemisphere (the
-    # interhemispheric fissure reaches down to the corpus callosum) and along sulci. Sulci are thin
-    # CSF sheets on the zero set of a smooth "gyral" field G; |G| sigma / 1.22 approximates the
-    # distance to them. Depths are in head-size units.
+
+def _add_cortex(labels: np.ndarray, rng: np.random.Generator, grid: _Grid, r: np.ndarray, brain: np.ndarray,
+                in_brain: np.ndarray, shape_field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """White matter under a grey ribbon with sulci and the fissure (in place); returns the folding fields.
+
+    Cortex: a grey ribbon under the brain surface, the medial surface of each hemisphere (the
+    interhemispheric fissure reaches down to the corpus callosum) and along sulci. Sulci are thin
+    CSF sheets on the zero set of a smooth "gyral" field G; |G| sigma / 1.22 approximates the
+    distance to them. Depths are in head-size units.
+    """
+    u, v, w, size, spacing, voxel = grid.u, grid.v, grid.w, grid.size, grid.spacing, grid.voxel
     callosal = (v / 0.55) ** 2 + ((w + 0.12) / 0.44) ** 2 < 1  # no fissure below this arch
     fissure = max(0.006, 0.55 * spacing[0] / size)
-    midline = np.abs(u + 0.02 * shape_field) * np.float32(semi[0] / size) - np.float32(fissure)
+    midline = np.abs(u + 0.02 * shape_field) * np.float32(grid.semi[0] / size) - np.float32(fissure)
     midline[np.broadcast_to(callosal, midline.shape)] = np.inf
     depth = np.minimum(brain - r, midline)
     fold_scale = max(0.05 * size, min(spacing))
-    gyral = smooth_noise(rng, axes, fold_scale)
-    slow = smooth_noise(rng, axes, 3 * fold_scale)
+    gyral = smooth_noise(rng, grid.axes, fold_scale)
+    slow = smooth_noise(rng, grid.axes, 3 * fold_scale)
     distance = np.abs(gyral) * np.float32(fold_scale / 1.22 / size)
     sulcal_depth = rng.uniform(0.13, 0.17) * (1 + 0.3 * slow)
     cortex = max(0.035, 1.2 * voxel)
@@ -148,8 +186,13 @@ def make_labels(rng: np.random.Generator, shape_xyz, spacing, lesion: bool = Tru
     ribbon = (depth < cortex) | ((distance < sulcus + cortex) & (depth < sulcal_depth + cortex))
     labels[in_brain & ribbon] = LABELS["grey_matter"]
     labels[in_brain & (((distance < sulcus) & (depth < sulcal_depth)) | (midline < 0))] = LABELS["csf"]
+    return gyral, slow
 
-    # Deep grey nuclei, then the ventricles (lateral pair curving like bananas, thin third).
+
+def _add_deep_grey_and_ventricles(labels: np.ndarray, rng: np.random.Generator, grid: _Grid,
+                                  in_brain: np.ndarray) -> None:
+    """Deep grey nuclei, then the ventricles (lateral pair curving like bananas, thin third), in place."""
+    u, v, w = grid.u, grid.v, grid.w
     for side in (-1.0, 1.0):
         labels[_ellipsoid(u, v, w, (side * 0.10, 0.08, -0.06), (0.08, 0.12, 0.10)) < 1] = LABELS["grey_matter"]
         labels[_ellipsoid(u, v, w, (side * 0.24, -0.06, -0.03), (0.06, 0.15, 0.11)) < 1] = LABELS["grey_matter"]
@@ -160,17 +203,20 @@ def make_labels(rng: np.random.Generator, shape_xyz, spacing, lesion: bool = Tru
         ww = w - 0.12 + 0.5 * (v - 0.05) ** 2
         inside = (uu / (0.075 * scale)) ** 2 + ((v + 0.02) / 0.38) ** 2 + (ww / (0.11 * scale)) ** 2 < 1
         labels[inside & in_brain] = LABELS["ventricles"]
-    third = _ellipsoid(u, v, w, (0.0, 0.04, -0.06), (max(0.015 * scale, 0.6 * spacing[0] / semi[0]), 0.12, 0.08))
+    third_width = max(0.015 * scale, 0.6 * grid.spacing[0] / grid.semi[0])
+    third = _ellipsoid(u, v, w, (0.0, 0.04, -0.06), (third_width, 0.12, 0.08))
     labels[third < 1] = LABELS["ventricles"]
 
-    if lesion:
-        side = float(rng.choice((-1.0, 1.0)))
-        centre = (side * rng.uniform(0.2, 0.36), rng.uniform(-0.35, 0.35), rng.uniform(-0.05, 0.35))
-        radius = (rng.uniform(0.10, 0.17) * rng.uniform(0.85, 1.15, 3)).tolist()
-        d = np.sqrt(_ellipsoid(u, v, w, centre, radius)) * (1 + 0.1 * gyral + 0.1 * slow)
-        parenchyma = in_brain & ((labels == LABELS["white_matter"]) | (labels == LABELS["grey_matter"]))
-        labels[parenchyma & (d < rng.uniform(1.4, 1.9))] = LABELS["edema"]
-        core = rng.uniform(0.35, 0.55)
-        labels[in_brain & (d < 0.8)] = LABELS["enhancing"]
-        labels[in_brain & (d < core)] = LABELS["necrosis"]
-    return labels
+
+def _add_lesion(labels: np.ndarray, rng: np.random.Generator, grid: _Grid, in_brain: np.ndarray,
+                gyral: np.ndarray, slow: np.ndarray) -> None:
+    """A tumour in one hemisphere (edema around an enhancing rim around a necrotic core), in place."""
+    side = float(rng.choice((-1.0, 1.0)))
+    centre = (side * rng.uniform(0.2, 0.36), rng.uniform(-0.35, 0.35), rng.uniform(-0.05, 0.35))
+    radius = (rng.uniform(0.10, 0.17) * rng.uniform(0.85, 1.15, 3)).tolist()
+    d = np.sqrt(_ellipsoid(grid.u, grid.v, grid.w, centre, radius)) * (1 + 0.1 * gyral + 0.1 * slow)
+    parenchyma = in_brain & ((labels == LABELS["white_matter"]) | (labels == LABELS["grey_matter"]))
+    labels[parenchyma & (d < rng.uniform(1.4, 1.9))] = LABELS["edema"]
+    core = rng.uniform(0.35, 0.55)
+    labels[in_brain & (d < 0.8)] = LABELS["enhancing"]
+    labels[in_brain & (d < core)] = LABELS["necrosis"]

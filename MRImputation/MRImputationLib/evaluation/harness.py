@@ -173,6 +173,50 @@ def _middle_slice(mask: np.ndarray) -> int:
     return int((z[0] + z[-1]) // 2)
 
 
+def _subject_arrays(subject: EvalSubject, contrasts: ContrastSet) -> tuple:
+    """The subject, checked, as (stack, mask, each channel's truth in original units, their evaluation units)."""
+    _check_subject(subject, contrasts)
+    stack = np.asarray(subject.stack, np.float32)
+    mask = np.asarray(subject.mask, bool)
+    truths = [subject.original(c, stack[c]) for c in range(len(contrasts))]
+    units = [evaluation_units(t, mask) for t in truths]
+    return stack, mask, truths, units
+
+
+def _example_slices(subject: str, scenario: Scenario, info: dict, contrasts: ContrastSet, truths: list, units: list,
+                    mask: np.ndarray, z: int) -> dict[int, ExampleSlice]:
+    """Slice `z` of each missing channel's truth beside the given ones, each in its own evaluation units."""
+    shown = {contrasts.names[a]: truths[a][z] / units[a] for a in range(len(contrasts)) if scenario.mask[a]}
+    return {m: ExampleSlice(subject, scenario.bits, info["scenario_label"], contrasts.names[m], z, shown,
+                            truths[m][z] / units[m], mask=mask[z].copy())
+            for m, available in enumerate(scenario.mask) if not available}
+
+
+def _predict(imputer: Imputer, given: np.ndarray, scenario: Scenario, subject: EvalSubject, mask: np.ndarray,
+             shape: tuple) -> np.ndarray:
+    """The imputer's output for a fresh copy of `given` (with the grid, for imputers that want it), all channels."""
+    if getattr(imputer, "wants_frame", False):
+        output = np.asarray(imputer.predict(given.copy(), scenario, frame=subject.frame, mask=mask))
+    else:
+        output = np.asarray(imputer.predict(given.copy(), scenario))
+    if output.shape != shape:
+        raise InputError(f"imputer {imputer.name} returned shape {output.shape} for input {shape}; it must return all channels.")
+    return output
+
+
+def _score_row(method: str, info: dict, contrast: str, subject: str, prediction: np.ndarray, truth: np.ndarray,
+               mask: np.ndarray) -> dict:
+    """One row of scores: the project metrics inside the mask and the legacy ones, in original units."""
+    project = project_metrics(prediction, truth, mask)
+    legacy = legacy_metrics(prediction, truth)
+    return {
+        "method": method, "scenario": info["scenario"], "scenario_label": info["scenario_label"],
+        "contrast": contrast, "subject": subject,
+        "psnr": project["psnr"], "ssim": project["ssim"], "mae": project["mae"],
+        "legacy_psnr": legacy["psnr"], "legacy_ssim": legacy["ssim"],
+    }
+
+
 def evaluate(
     imputers: Sequence[Imputer],
     subjects: Sequence[EvalSubject],
@@ -198,11 +242,7 @@ def evaluate(
     examples: list[ExampleSlice] = []
     total = max(1, len(subjects) * len(scenarios))
     for subject_index, subject in enumerate(subjects):
-        _check_subject(subject, contrasts)
-        stack = np.asarray(subject.stack, np.float32)
-        mask = np.asarray(subject.mask, bool)
-        truths = [subject.original(c, stack[c]) for c in range(len(contrasts))]
-        units = [evaluation_units(t, mask) for t in truths]
+        stack, mask, truths, units = _subject_arrays(subject, contrasts)
         keep = subject_index < keep_examples
         z = _middle_slice(mask) if keep else 0
         for scenario_index, (scenario, info) in enumerate(zip(scenarios, infos)):
@@ -213,28 +253,14 @@ def evaluate(
             given[missing] = 0.0
             scenario_examples = {}
             if keep:
-                shown = {contrasts.names[a]: truths[a][z] / units[a] for a in range(len(contrasts)) if scenario.mask[a]}
-                for m in missing:
-                    scenario_examples[m] = ExampleSlice(subject.name, scenario.bits, info["scenario_label"], contrasts.names[m],
-                                                        z, shown, truths[m][z] / units[m], mask=mask[z].copy())
-                    examples.append(scenario_examples[m])
+                scenario_examples = _example_slices(subject.name, scenario, info, contrasts, truths, units, mask, z)
+                examples.extend(scenario_examples.values())
             for imputer in imputers:
-                if getattr(imputer, "wants_frame", False):
-                    output = np.asarray(imputer.predict(given.copy(), scenario, frame=subject.frame, mask=mask))
-                else:
-                    output = np.asarray(imputer.predict(given.copy(), scenario))
-                if output.shape != stack.shape:
-                    raise InputError(f"imputer {imputer.name} returned shape {output.shape} for input {stack.shape}; it must return all channels.")
+                output = _predict(imputer, given, scenario, subject, mask, stack.shape)
                 for m in missing:
                     prediction = subject.original(m, output[m])
-                    project = project_metrics(prediction, truths[m], mask)
-                    legacy = legacy_metrics(prediction, truths[m])
-                    rows.append({
-                        "method": imputer.name, "scenario": scenario.bits, "scenario_label": info["scenario_label"],
-                        "contrast": contrasts.names[m], "subject": subject.name,
-                        "psnr": project["psnr"], "ssim": project["ssim"], "mae": project["mae"],
-                        "legacy_psnr": legacy["psnr"], "legacy_ssim": legacy["ssim"],
-                    })
+                    rows.append(_score_row(imputer.name, info, contrasts.names[m], subject.name, prediction, truths[m],
+                                           mask))
                     if keep:
                         scenario_examples[m].synthesis[imputer.name] = prediction[z] / units[m]
             if on_progress is not None:

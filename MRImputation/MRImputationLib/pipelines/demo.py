@@ -52,16 +52,33 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def run_demo(out: Path, progress: Progress, data: Path | None = None, hide: str | None = None) -> dict:
-    from ..data.discovery import discover_subjects
-    from ..data.splits import Split
-    from ..preprocessing.folder import preprocess_folder
-    from ..preprocessing.subject import PreprocessConfig
-    from .export import export_run
-    from .impute import ImputeOptions, impute
-    from .train import train_run
-
+    """The demo's four steps into OUT; returns the held-out subject's metrics and the files to look at."""
     out = Path(out)
-    sections: list[str] = []
+    data, subjects = _demo_subjects(out, data, progress)
+    held_out = subjects[-1]
+    names = sorted(set.intersection(*(set(s.files) for s in subjects)))
+    hide = hide or ("PD" if "PD" in names else "FLAIR" if "FLAIR" in names else names[-1])
+
+    preprocessed = out / "preprocessed"
+    sections = _demo_preprocess(data, preprocessed, progress)
+    bundle = _demo_model(out, preprocessed, subjects, progress)
+    report, given, imputed = _demo_impute(bundle, held_out, names, hide, out / "imputed" / held_out.subject, progress)
+    metrics = report["comparison"][hide]
+    sections += _impute_sections(report, hide, held_out.subject, given)
+    summary = "# MRImputation demo\n\n" + "\n\n".join(sections) + "\n"
+    write_text(out / "demo_summary.md", summary)
+    files = [imputed / f for f in (f"{hide}_synthetic.nii.gz", f"{hide}_uncertainty.nii.gz", f"{hide}_error.png")]
+    progress.log("\n" + summary)
+    progress.log("Look at:\n  " + "\n  ".join(str(f) for f in files + [out / "preprocessed" / held_out.subject / "qc"]))
+    progress.log(f"Everything is in {out.resolve()}")
+    return {"out": str(out), "hidden": hide, "subject": held_out.subject, "metrics": metrics,
+            "files": [str(f) for f in files]}
+
+
+def _demo_subjects(out: Path, data: Path | None, progress: Progress) -> tuple[Path, list]:
+    """Step 1: the phantom subjects written into OUT/phantom (or those in `data`); at least 3 of them."""
+    from ..data.discovery import discover_subjects
+
     if data is None:
         from ..data.phantom import PhantomConfig, write_phantom
 
@@ -78,52 +95,67 @@ def run_demo(out: Path, progress: Progress, data: Path | None = None, hide: str 
         from ..core.errors import InputError
 
         raise InputError(f"{data}: the demo needs at least 3 subjects (found {len(subjects)}): some to train on, one to test.")
-    held_out = subjects[-1]
-    names = sorted(set.intersection(*(set(s.files) for s in subjects)))
-    hide = hide or ("PD" if "PD" in names else "FLAIR" if "FLAIR" in names else names[-1])
+    return data, subjects
 
-    preprocessed = out / "preprocessed"
+
+def _demo_preprocess(data: Path, preprocessed: Path, progress: Progress) -> list[str]:
+    """Step 2: preprocessing; returns the summary's registration section (none without a phantom's truth)."""
+    from ..preprocessing.folder import preprocess_folder
+    from ..preprocessing.subject import PreprocessConfig
+
     progress.log(f"[2/4] preprocessing (N4, registration, brain mask, normalization, QC) -> {preprocessed}")
     manifest = preprocess_folder(data, preprocessed, PreprocessConfig(), jobs=1, progress=progress)
     rows = registration_errors(manifest, data)
-    if rows:
-        table = _table(["subject", "contrast", "misalignment before (mm)", "residual after (mm)", "seconds"],
-                       [[r["subject"], r["contrast"], r["misalignment_mm"], r["residual_mm"], r["seconds"]] for r in rows])
-        sections.append("## Registration against the phantom's known misalignment\n\n" + table)
-        progress.log("\nregistration residual (mean over the brain):\n" + table)
+    if not rows:
+        return []
+    table = _table(["subject", "contrast", "misalignment before (mm)", "residual after (mm)", "seconds"],
+                   [[r["subject"], r["contrast"], r["misalignment_mm"], r["residual_mm"], r["seconds"]] for r in rows])
+    progress.log("\nregistration residual (mean over the brain):\n" + table)
+    return ["## Registration against the phantom's known misalignment\n\n" + table]
+
+
+def _demo_model(out: Path, preprocessed: Path, subjects: list, progress: Progress) -> Path:
+    """Step 3: a tiny model trained on all but the last subject and exported to OUT/model (reused when there)."""
+    from ..data.splits import Split
+    from .export import export_run
+    from .train import train_run
 
     run, bundle = out / "run", out / "model"
     if (bundle / "bundle.json").exists():
         progress.log(f"[3/4] reusing the model built before in {bundle}")
-    else:
-        progress.log(f"[3/4] training a tiny MM-GAN on CPU (a minute or two) -> {bundle}")
-        train_subjects = [s.subject for s in subjects[:-1]]
-        split = Split(train=train_subjects[:-1], val=train_subjects[-1:], test=[held_out.subject], seed=0)
-        if run.exists():  # left by an interrupted demo: the demo owns this folder, start it again
-            shutil.rmtree(run)
-        run.mkdir(parents=True, exist_ok=True)
-        split.save(run / "requested_split.json")
-        train_run(preprocessed, run, "tiny", DEMO_TRAINING, split_file=run / "requested_split.json", progress=progress)
-        export_run(run, bundle, name="demo-tiny")
+        return bundle
+    progress.log(f"[3/4] training a tiny MM-GAN on CPU (a minute or two) -> {bundle}")
+    train_subjects = [s.subject for s in subjects[:-1]]
+    split = Split(train=train_subjects[:-1], val=train_subjects[-1:], test=[subjects[-1].subject], seed=0)
+    if run.exists():  # left by an interrupted demo: the demo owns this folder, start it again
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    split.save(run / "requested_split.json")
+    train_run(preprocessed, run, "tiny", DEMO_TRAINING, split_file=run / "requested_split.json", progress=progress)
+    export_run(run, bundle, name="demo-tiny")
+    return bundle
+
+
+def _demo_impute(bundle: Path, held_out, names: list[str], hide: str, imputed: Path,
+                 progress: Progress) -> tuple[dict, dict, Path]:
+    """Step 4: `hide` of the held-out subject imputed from its other contrasts; (report, given, output folder)."""
+    from .impute import ImputeOptions, impute
 
     progress.log(f"[4/4] hiding {hide} of {held_out.subject}, imputing it from "
                  f"{', '.join(n for n in names if n != hide)}")
     given = {n: p for n, p in held_out.files.items() if n != hide and n in names}
-    imputed = out / "imputed" / held_out.subject
     report = impute(bundle, given, imputed, ImputeOptions(device="cpu", self_check=True, uncertainty=4),
                     progress=progress, references={hide: held_out.files[hide]})
+    return report, given, imputed
+
+
+def _impute_sections(report: dict, hide: str, subject: str, given: dict) -> list[str]:
+    """The summary's sections on the imputed contrast against the real one, and on the self-check."""
     metrics = report["comparison"][hide]
-    sections.append(f"## {hide} of {held_out.subject}, synthesized from {', '.join(given)}\n\n" + _table(
-        ["PSNR (dB)", "SSIM", "MAE"], [[f"{metrics['psnr']:.2f}", f"{metrics['ssim']:.4f}", f"{metrics['mae']:.4f}"]]))
+    sections = [f"## {hide} of {subject}, synthesized from {', '.join(given)}\n\n" + _table(
+        ["PSNR (dB)", "SSIM", "MAE"], [[f"{metrics['psnr']:.2f}", f"{metrics['ssim']:.4f}", f"{metrics['mae']:.4f}"]])]
     if report.get("self_check"):
         sections.append("## Self-check (each given contrast hidden in turn)\n\n" + _table(
             ["hidden", "from", "PSNR (dB)", "SSIM"],
             [[r["hidden"], ", ".join(r["from"]), f"{r['psnr']:.2f}", f"{r['ssim']:.4f}"] for r in report["self_check"]]))
-    summary = "# MRImputation demo\n\n" + "\n\n".join(sections) + "\n"
-    write_text(out / "demo_summary.md", summary)
-    files = [imputed / f for f in (f"{hide}_synthetic.nii.gz", f"{hide}_uncertainty.nii.gz", f"{hide}_error.png")]
-    progress.log("\n" + summary)
-    progress.log("Look at:\n  " + "\n  ".join(str(f) for f in files + [out / "preprocessed" / held_out.subject / "qc"]))
-    progress.log(f"Everything is in {out.resolve()}")
-    return {"out": str(out), "hidden": hide, "subject": held_out.subject, "metrics": metrics,
-            "files": [str(f) for f in files]}
+    return sections

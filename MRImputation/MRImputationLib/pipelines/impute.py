@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -142,93 +143,41 @@ def impute(model_path: str | Path, inputs: dict, out: str | Path, options: Imput
 
 def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: ImputeOptions | None,
             progress: Progress | None, references: dict | None) -> dict:
-    import torch
-
-    from ..core.io import read_volume, write_volume
-    from ..imputation.slice_imputer import InferenceOptions, SliceImputer
-    from ..preprocessing.normalization import fit_normalization, normalize
-    from ..preprocessing.subject import PreprocessConfig, preprocess_volumes
-    from ..training.run_folder import load_run_or_bundle
-
+    """impute()'s stages: load and check, preprocess, normalize and stack, synthesize, write."""
     options = options or ImputeOptions()
     progress = progress or Progress("none")
     timings: dict = {}
     start = time.monotonic()
-    model = load_run_or_bundle(model_path)
-    scenario = _check_inputs(model, inputs)
+    model, scenario, device, precision, given = _load_and_check(model_path, inputs, options, progress)
     contrasts = model.contrasts
-    device = pick_device(options.device, progress)
-    precision = pick_precision(options.precision, device)
-    if device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    progress.log(f"{scenario.describe(contrasts)} with {model.info.get('name')} {model.info.get('version')} "
-                 f"on {device} ({precision})")
-    given = {canonical_contrast(k): read_volume(v, contrast=canonical_contrast(k)) for k, v in inputs.items()}
     timings["read_s"] = round(time.monotonic() - start, 2)
 
-    t = time.monotonic()
-    trained = model.as_trained
-    n4 = trained.n4 if options.n4 is None else options.n4
-    reference = contrasts.reference if contrasts.reference in given else None
-    pre = preprocess_volumes("input", given, PreprocessConfig(reference=reference, register=options.register, n4=n4,
-                                                              registration_kind=trained.registration,
-                                                              qc=False),
-                             on_progress=progress.callback("preprocess"))
+    with _timed(timings, "preprocess_s"):
+        pre, mask, n4 = _preprocess(model, given, options, progress)
     reference = pre.record["reference"]
-    mask = pre.mask.array > 0
-    _check_overlap(pre.volumes, mask, reference)
-    timings["preprocess_s"] = round(time.monotonic() - t, 2)
 
-    params = {name: fit_normalization(v, pre.mask, trained.normalization) for name, v in pre.volumes.items()}
-    frame = pre.volumes[reference]
-    stack = np.zeros((len(contrasts), *frame.shape), np.float32)
-    for name, volume in pre.volumes.items():
-        stack[contrasts.index(name)] = normalize(volume, params[name]).array
-    slicing = replace(model.slicing, skip_empty=True)  # at inference, slices without brain are always skipped
-    inference = InferenceOptions(device=device, batch_size=options.batch_size, precision=precision)
-    imputer = SliceImputer(model.generator, model.model_config, slicing, inference)
-
-    t = time.monotonic()
-    progress.update("synthesize", 0.0, scenario.describe(contrasts))
-    output = imputer.predict(stack, scenario, frame=frame, mask=mask)
-    timings["synthesize_s"] = round(time.monotonic() - t, 2)
+    params, frame, stack = _normalize_and_stack(model, pre, reference)
+    imputer = _make_imputer(model, device, precision, options.batch_size)
+    with _timed(timings, "synthesize_s"):
+        progress.update("synthesize", 0.0, scenario.describe(contrasts))
+        output = imputer.predict(stack, scenario, frame=frame, mask=mask)
     progress.update("synthesize", 1.0, "done")
 
     staging = _Staging(Path(out))
     try:
-        written: dict = {"synthetic": {}, "uncertainty": {}, "registered": {}}
-        for name in scenario.missing(contrasts):
-            volume = frame.with_array((output[contrasts.index(name)] * SYNTHETIC_SCALE).astype(np.float32), contrast=name)
-            write_volume(volume, staging.path(f"{name}_synthetic.nii.gz"))
-            written["synthetic"][name] = f"{name}_synthetic.nii.gz"
-        write_volume(pre.mask, staging.path("brain_mask.nii.gz"), dtype=np.uint8)
-        if options.write_registered:
-            for name, volume in pre.volumes.items():
-                write_volume(volume, staging.path(f"{name}_registered.nii.gz"), dtype=np.float32)
-                written["registered"][name] = f"{name}_registered.nii.gz"
+        written: dict = {"synthetic": _write_scaled(staging, output, scenario, contrasts, frame, "synthetic"),
+                         "uncertainty": {}, "registered": {}}
+        written["registered"] = _write_mask_and_registered(staging, pre, options.write_registered)
         if options.uncertainty:
-            t = time.monotonic()
-            std = uncertainty(model, stack, scenario, frame, mask, slicing, inference, options, progress)
-            for name in scenario.missing(contrasts):
-                volume = frame.with_array((std[contrasts.index(name)] * SYNTHETIC_SCALE).astype(np.float32), contrast=name)
-                write_volume(volume, staging.path(f"{name}_uncertainty.nii.gz"))
-                written["uncertainty"][name] = f"{name}_uncertainty.nii.gz"
-            timings["uncertainty_s"] = round(time.monotonic() - t, 2)
-        report = {
-            "model": {k: model.info.get(k) for k in ("name", "version")},
-            "model_sha256": {k: v.get("sha256") for k, v in model.info.get("files", {}).items()},
-            "scenario": scenario.bits, "given": list(scenario.available(contrasts)),
-            "synthesized": list(scenario.missing(contrasts)), "reference": reference,
-            "inputs": {k: str(v) for k, v in inputs.items()}, "device": device, "precision": precision,
-            "options": asdict(options), "units": f"normalized x {SYNTHETIC_SCALE:g}: 0 = 0.5th, "
-                                                    f"{SYNTHETIC_SCALE:g} = 99.5th percentile inside the brain",
-            "preprocessing": pre.record["steps"], "files": written,
-        }
+            with _timed(timings, "uncertainty_s"):
+                std = uncertainty(model, stack, scenario, frame, mask, imputer.slicing, imputer.options, options,
+                                  progress)
+                written["uncertainty"] = _write_scaled(staging, std, scenario, contrasts, frame, "uncertainty")
+        report = _report(model, scenario, reference, inputs, device, precision, options, pre, written)
         if options.self_check:
-            t = time.monotonic()
-            report["self_check"] = self_check(imputer, stack, scenario, contrasts, frame, mask, params, pre.volumes,
-                                              progress)
-            timings["self_check_s"] = round(time.monotonic() - t, 2)
+            with _timed(timings, "self_check_s"):
+                report["self_check"] = self_check(imputer, stack, scenario, contrasts, frame, mask, params,
+                                                  pre.volumes, progress)
         if references:
             report["comparison"] = _compare_with_references(references, written, staging, frame, pre.mask, n4, progress)
         timings["total_s"] = round(time.monotonic() - start, 2)
@@ -240,6 +189,112 @@ def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: Impu
         raise
     progress.log(f"wrote {', '.join(written['synthetic'].values())} to {out} in {timings['total_s']} s")
     return report
+
+
+@contextmanager
+def _timed(timings: dict, key: str):
+    """Record the seconds the block took as timings[key] (not when it raises)."""
+    t = time.monotonic()
+    yield
+    timings[key] = round(time.monotonic() - t, 2)
+
+
+def _load_and_check(model_path: str | Path, inputs: dict, options: ImputeOptions, progress: Progress) -> tuple:
+    """The model, the scenario the inputs make, the device and precision, and the given volumes as read."""
+    import torch
+
+    from ..core.io import read_volume
+    from ..training.run_folder import load_run_or_bundle
+
+    model = load_run_or_bundle(model_path)
+    scenario = _check_inputs(model, inputs)
+    device = pick_device(options.device, progress)
+    precision = pick_precision(options.precision, device)
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    progress.log(f"{scenario.describe(model.contrasts)} with {model.info.get('name')} {model.info.get('version')} "
+                 f"on {device} ({precision})")
+    given = {canonical_contrast(k): read_volume(v, contrast=canonical_contrast(k)) for k, v in inputs.items()}
+    return model, scenario, device, precision, given
+
+
+def _preprocess(model, given: dict, options: ImputeOptions, progress: Progress) -> tuple:
+    """The given volumes on the reference grid as the model was trained: (preprocessed, brain mask, n4 used)."""
+    from ..preprocessing.subject import PreprocessConfig, preprocess_volumes
+
+    trained = model.as_trained
+    n4 = trained.n4 if options.n4 is None else options.n4
+    reference = model.contrasts.reference if model.contrasts.reference in given else None
+    pre = preprocess_volumes("input", given, PreprocessConfig(reference=reference, register=options.register, n4=n4,
+                                                              registration_kind=trained.registration,
+                                                              qc=False),
+                             on_progress=progress.callback("preprocess"))
+    mask = pre.mask.array > 0
+    _check_overlap(pre.volumes, mask, pre.record["reference"])
+    return pre, mask, n4
+
+
+def _normalize_and_stack(model, pre, reference: str) -> tuple:
+    """(normalization per contrast, the reference volume as frame, the model's input stack; absent ones zero)."""
+    from ..preprocessing.normalization import fit_normalization, normalize
+
+    contrasts = model.contrasts
+    params = {name: fit_normalization(v, pre.mask, model.as_trained.normalization) for name, v in pre.volumes.items()}
+    frame = pre.volumes[reference]
+    stack = np.zeros((len(contrasts), *frame.shape), np.float32)
+    for name, volume in pre.volumes.items():
+        stack[contrasts.index(name)] = normalize(volume, params[name]).array
+    return params, frame, stack
+
+
+def _make_imputer(model, device: str, precision: str, batch_size: int):
+    """The model's generator as a SliceImputer for inference (slices without brain always skipped)."""
+    from ..imputation.slice_imputer import InferenceOptions, SliceImputer
+
+    slicing = replace(model.slicing, skip_empty=True)  # at inference, slices without brain are always skipped
+    inference = InferenceOptions(device=device, batch_size=batch_size, precision=precision)
+    return SliceImputer(model.generator, model.model_config, slicing, inference)
+
+
+def _write_scaled(staging: _Staging, arrays: np.ndarray, scenario: Scenario, contrasts, frame, kind: str) -> dict:
+    """Each missing contrast's array, in units × SYNTHETIC_SCALE, as <C>_<kind>.nii.gz; returns name -> file."""
+    from ..core.io import write_volume
+
+    files = {}
+    for name in scenario.missing(contrasts):
+        volume = frame.with_array((arrays[contrasts.index(name)] * SYNTHETIC_SCALE).astype(np.float32), contrast=name)
+        write_volume(volume, staging.path(f"{name}_{kind}.nii.gz"))
+        files[name] = f"{name}_{kind}.nii.gz"
+    return files
+
+
+def _write_mask_and_registered(staging: _Staging, pre, write_registered: bool) -> dict:
+    """The brain mask, and if asked the given contrasts as registered; returns name -> registered file."""
+    from ..core.io import write_volume
+
+    registered = {}
+    write_volume(pre.mask, staging.path("brain_mask.nii.gz"), dtype=np.uint8)
+    if write_registered:
+        for name, volume in pre.volumes.items():
+            write_volume(volume, staging.path(f"{name}_registered.nii.gz"), dtype=np.float32)
+            registered[name] = f"{name}_registered.nii.gz"
+    return registered
+
+
+def _report(model, scenario: Scenario, reference: str, inputs: dict, device: str, precision: str,
+            options: ImputeOptions, pre, written: dict) -> dict:
+    """report.json's record of the run (self-check, comparison and timings are added after)."""
+    contrasts = model.contrasts
+    return {
+        "model": {k: model.info.get(k) for k in ("name", "version")},
+        "model_sha256": {k: v.get("sha256") for k, v in model.info.get("files", {}).items()},
+        "scenario": scenario.bits, "given": list(scenario.available(contrasts)),
+        "synthesized": list(scenario.missing(contrasts)), "reference": reference,
+        "inputs": {k: str(v) for k, v in inputs.items()}, "device": device, "precision": precision,
+        "options": asdict(options), "units": f"normalized x {SYNTHETIC_SCALE:g}: 0 = 0.5th, "
+                                                f"{SYNTHETIC_SCALE:g} = 99.5th percentile inside the brain",
+        "preprocessing": pre.record["steps"], "files": written,
+    }
 
 
 def uncertainty(model, stack, scenario, frame, mask, slicing, inference, options, progress) -> np.ndarray:

@@ -119,8 +119,6 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
     from ..preprocessing.manifest import read_manifest
     from ..preprocessing.preprocessed import complete_subjects, contrasts_of
     from ..training.distributed import init_distributed, shutdown_distributed
-    from ..training.slice_cache import SliceDataset, build_cache
-    from ..training.trainer import Trainer
 
     progress = progress or Progress("none")
     folder = RunFolder(run)
@@ -128,67 +126,101 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
     context = init_distributed(device)
     quiet = progress if context.is_main else Progress("none")
     try:
-        if resume:
-            missing = folder.missing()
-            if missing:
-                raise InputError(f"{run}: cannot resume, {', '.join(missing)} missing; start a new run without --resume.")
-            saved = {**folder.read_json(folder.config), "stop_after_steps": None}  # a per-call setting
-            config = apply_overrides(TrainConfig.from_dict(saved), **(overrides or {}))
-        elif folder.history.exists():
-            raise InputError(f"{run}: already holds a training run (history.jsonl); continue it with --resume, or "
-                             "train into a new --out folder.")
-        elif isinstance(config, TrainConfig):
-            config = apply_overrides(config, **(overrides or {}))
-        else:
-            config = train_preset(config, **(overrides or {}))
+        config = _resolve_config(folder, config, overrides, resume)
         run.mkdir(parents=True, exist_ok=True)
-        preprocessed = resolve_preprocessed(Path(data), run, quiet, jobs) if context.is_main else Path(data)
-        if context.enabled:
-            import torch.distributed as dist
-
-            holder = [str(preprocessed)]
-            dist.broadcast_object_list(holder, src=0)
-            preprocessed = Path(holder[0])
+        preprocessed = _shared_preprocessed(Path(data), run, context, quiet, jobs)
         manifest = read_manifest(preprocessed)
         contrasts = folder.read_contrasts() if resume else contrasts_of(manifest, contrast_names)
         subjects = complete_subjects(manifest, contrasts)
         model_config = model_config_for(config, contrasts)
         slicing = SlicingConfig(size=model_config.image_size, crop=config.crop, skip_empty=config.skip_empty)
         if context.is_main:
-            split = _split_for(run, subjects, config, split_file, resume)
-            config.save(folder.config)
-            write_text(folder.model, json.dumps(model_config.to_dict(), indent=2))
-            write_text(folder.contrasts, json.dumps(contrasts.to_dict(), indent=2))
-            build_cache(preprocessed, contrasts, folder.cache, slicing, subjects=split.train + split.val + split.test,
-                        on_progress=quiet.callback("cache"))
-        if context.enabled:
-            import torch.distributed as dist
-
-            dist.barrier()
-        from ..data.splits import Split
-
-        split = Split.load(folder.split)
-        dataset = SliceDataset(folder.cache, split.train)
-        validator = (make_validator(preprocessed, split.val, contrasts, model_config, slicing, context.device)
-                     if split.val and context.is_main else None)
-        trainer = Trainer(config, model_config, contrasts, dataset, run, context, quiet, validator)
-        if resume:
-            trainer.resume()
-            quiet.log(f"resuming at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
-        quiet.log(f"training {model_config.name} on {len(split.train)} subject(s), {len(dataset)} slices, "
-                  f"{contrasts.names}, {config.epochs} epoch(s), device {context.device}, {context.world_size} process(es)")
+            _prepare_run_folder(folder, preprocessed, subjects, config, model_config, contrasts, slicing, split_file,
+                                resume, quiet)
+        _barrier(context)
+        trainer, split, dataset = _start_trainer(folder, preprocessed, config, model_config, contrasts, slicing,
+                                                 context, quiet, resume)
         summary = trainer.fit()
         summary.update({"preprocessed": str(preprocessed), "contrasts": contrasts.to_dict(),
                         "train_subjects": len(split.train), "train_slices": len(dataset)})
         if context.is_main:
             write_text(folder.summary, json.dumps(summary, indent=2))
-        if context.enabled:  # no rank tears the group down while another still writes or talks
-            import torch.distributed as dist
-
-            dist.barrier()
+        _barrier(context)  # no rank tears the group down while another still writes or talks
         return summary
     finally:
         shutdown_distributed()
+
+
+def _resolve_config(folder: RunFolder, config: str | TrainConfig, overrides: dict | None, resume: bool) -> TrainConfig:
+    """The run's TrainConfig: its own config.json with --resume, else the preset, file or TrainConfig given."""
+    if resume:
+        missing = folder.missing()
+        if missing:
+            raise InputError(f"{folder.path}: cannot resume, {', '.join(missing)} missing; start a new run without "
+                             "--resume.")
+        saved = {**folder.read_json(folder.config), "stop_after_steps": None}  # a per-call setting
+        return apply_overrides(TrainConfig.from_dict(saved), **(overrides or {}))
+    if folder.history.exists():
+        raise InputError(f"{folder.path}: already holds a training run (history.jsonl); continue it with --resume, or "
+                         "train into a new --out folder.")
+    if isinstance(config, TrainConfig):
+        return apply_overrides(config, **(overrides or {}))
+    return train_preset(config, **(overrides or {}))
+
+
+def _shared_preprocessed(data: Path, run: Path, context, progress: Progress, jobs: int) -> Path:
+    """The preprocessed folder, resolved by the main rank and broadcast to the others."""
+    preprocessed = resolve_preprocessed(data, run, progress, jobs) if context.is_main else data
+    if context.enabled:
+        import torch.distributed as dist
+
+        holder = [str(preprocessed)]
+        dist.broadcast_object_list(holder, src=0)
+        preprocessed = Path(holder[0])
+    return preprocessed
+
+
+def _prepare_run_folder(folder: RunFolder, preprocessed: Path, subjects: list[str], config: TrainConfig,
+                        model_config, contrasts: ContrastSet, slicing, split_file: Path | None, resume: bool,
+                        progress: Progress) -> None:
+    """Main rank only: the split, config.json, model.json, contrasts.json and the slice cache."""
+    from ..training.slice_cache import build_cache
+
+    split = _split_for(folder.path, subjects, config, split_file, resume)
+    config.save(folder.config)
+    write_text(folder.model, json.dumps(model_config.to_dict(), indent=2))
+    write_text(folder.contrasts, json.dumps(contrasts.to_dict(), indent=2))
+    build_cache(preprocessed, contrasts, folder.cache, slicing, subjects=split.train + split.val + split.test,
+                on_progress=progress.callback("cache"))
+
+
+def _start_trainer(folder: RunFolder, preprocessed: Path, config: TrainConfig, model_config, contrasts: ContrastSet,
+                   slicing, context, progress: Progress, resume: bool) -> tuple:
+    """(the Trainer, resumed if asked, the split, the training slices), every rank, once the run folder is ready."""
+    from ..data.splits import Split
+    from ..training.slice_cache import SliceDataset
+    from ..training.trainer import Trainer
+
+    split = Split.load(folder.split)
+    dataset = SliceDataset(folder.cache, split.train)
+    validator = (make_validator(preprocessed, split.val, contrasts, model_config, slicing, context.device)
+                 if split.val and context.is_main else None)
+    trainer = Trainer(config, model_config, contrasts, dataset, folder.path, context, progress, validator)
+    if resume:
+        trainer.resume()
+        progress.log(f"resuming at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
+    progress.log(f"training {model_config.name} on {len(split.train)} subject(s), {len(dataset)} slices, "
+                 f"{contrasts.names}, {config.epochs} epoch(s), device {context.device}, {context.world_size} "
+                 "process(es)")
+    return trainer, split, dataset
+
+
+def _barrier(context) -> None:
+    """Wait for every rank (a no-op without distributed training)."""
+    if context.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def apply_overrides(config: TrainConfig, **overrides) -> TrainConfig:

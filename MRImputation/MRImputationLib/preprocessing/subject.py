@@ -79,7 +79,7 @@ def preprocess_volumes(
     keep_intermediate: bool = False,
 ) -> PreprocessedSubject:
     """Run the pipeline on volumes already in memory (contrast -> Volume). Used by files and by Slicer."""
-    from .masking import brain_mask, head_mask
+    from .masking import brain_mask
     from .normalization import NormalizationConfig, fit_normalization
 
     reference = choose_reference(volumes, config.reference)
@@ -87,15 +87,39 @@ def preprocess_volumes(
     intermediate: dict = {"raw": dict(volumes), "corrected": {}, "bias_fields": {}, "before_registration": {}}
     names = [reference] + sorted(n for n in volumes if n != reference)
     total = 2 * len(names) + 1
-    done = 0
+
+    corrected = _bias_corrected(volumes, names, config, steps, intermediate, on_progress, 0, total)
+    done = len(names)  # one N4 step per contrast
+    registered = _registered(corrected, names, config, steps, intermediate, on_progress, done, total)
+    done += len(names) - 1  # one registration per contrast but the reference
+
+    on_progress(done / total, "brain mask and normalization")
+    mask = brain_mask([registered[n] for n in names])
+    if int(mask.array.sum()) == 0:
+        raise InputError(f"subject {subject}: the brain mask is empty; check that the images contain a head.")
+    for name in names:
+        params = fit_normalization(registered[name], mask, NormalizationConfig(method=config.normalization))
+        steps["normalization"][name] = params.to_dict()
+    on_progress(1.0, f"{subject} preprocessed")
+    record = {"subject": subject, "reference": reference, "contrasts": names, "steps": steps}
+    result = PreprocessedSubject(subject, {n: registered[n] for n in names}, mask, record)
+    if keep_intermediate:
+        result.record["_intermediate"] = intermediate
+    return result
+
+
+def _bias_corrected(volumes: dict, names: list[str], config: PreprocessConfig, steps: dict, intermediate: dict,
+                    on_progress: ProgressCallback, done: int, total: int) -> dict:
+    """Each contrast N4-corrected on its own grid (as float32 without N4); records into steps and intermediate."""
+    from .masking import head_mask
 
     corrected = {}
-    for name in names:
+    for i, name in enumerate(names):
         volume = volumes[name]
         if config.n4:
             from .bias import correct_bias
 
-            on_progress(done / total, f"N4 bias correction of {name}")
+            on_progress((done + i) / total, f"N4 bias correction of {name}")
             result = correct_bias(volume, mask=head_mask(volume))
             corrected[name] = result.volume
             intermediate["bias_fields"][name] = result.bias_field
@@ -103,15 +127,22 @@ def preprocess_volumes(
         else:
             corrected[name] = volume.with_array(volume.array.astype(np.float32))
         intermediate["corrected"][name] = corrected[name]
-        done += 1
+    return corrected
 
+
+def _registered(corrected: dict, names: list[str], config: PreprocessConfig, steps: dict, intermediate: dict,
+                on_progress: ProgressCallback, done: int, total: int) -> dict:
+    """Every contrast on the reference's (names[0]) grid: registered, or only resampled without registration."""
+    from .masking import head_mask
+
+    reference = names[0]
     fixed = corrected[reference]
     fixed_mask = head_mask(fixed) if config.register else None
     registered = {reference: fixed}
-    for name in names[1:]:
+    for i, name in enumerate(names[1:]):
         moving = corrected[name]
         intermediate["before_registration"][name] = moving
-        on_progress(done / total, f"registering {name} onto {reference}")
+        on_progress((done + i) / total, f"registering {name} onto {reference}")
         if config.register:
             from .registration import RegistrationConfig, register
 
@@ -128,22 +159,7 @@ def preprocess_volumes(
 
                 moving = resample_to(moving, fixed)
             registered[name] = moving.with_array(moving.array, contrast=name)
-        done += 1
-
-    on_progress(done / total, "brain mask and normalization")
-    mask = brain_mask([registered[n] for n in names])
-    if int(mask.array.sum()) == 0:
-        raise InputError(f"subject {subject}: the brain mask is empty; check that the images contain a head.")
-    for name in names:
-        params = fit_normalization(registered[name], mask, NormalizationConfig(method=config.normalization))
-        steps["normalization"][name] = params.to_dict()
-    done += len(names)
-    on_progress(1.0, f"{subject} preprocessed")
-    record = {"subject": subject, "reference": reference, "contrasts": names, "steps": steps}
-    result = PreprocessedSubject(subject, {n: registered[n] for n in names}, mask, record)
-    if keep_intermediate:
-        result.record["_intermediate"] = intermediate
-    return result
+    return registered
 
 
 def write_qc(pre: PreprocessedSubject, folder: Path) -> list[str]:

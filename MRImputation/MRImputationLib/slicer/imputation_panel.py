@@ -21,24 +21,21 @@ class ImputationPanel(PanelBase):
     """Connects the .ui widgets (`ui`, from childWidgetVariables) to `logic` (the module's MRImputationLogic)."""
 
     TITLE = "MR Imputation"
+    SIGNALS = {
+        "modelComboBox.currentIndexChanged": "onModelChanged", "downloadModelButton.clicked": "onDownload",
+        "importModelButton.clicked": "onImport", "openModelsFolderButton.clicked": "onOpenFolder",
+        "clearModelsFolderButton.clicked": "onClearFolder", "imputeButton.clicked": "onImpute",
+        "cancelButton.clicked": "onCancel", "computeErrorMapButton.clicked": "onComputeErrorMap",
+        "compareLayoutButton.clicked": "onCompareLayout",
+    }
 
     def __init__(self, ui, logic, parameter_node_wrapper) -> None:
-        super().__init__(ui, logic)
         self.store = logic.modelStore()
         self.cards: list = []
         self.selectors: dict = {}
         self.download = None
         self.error_node = None
-
-        ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
-        ui.downloadModelButton.clicked.connect(self.onDownload)
-        ui.importModelButton.clicked.connect(self.onImport)
-        ui.openModelsFolderButton.clicked.connect(self.onOpenFolder)
-        ui.clearModelsFolderButton.clicked.connect(self.onClearFolder)
-        ui.imputeButton.clicked.connect(self.onImpute)
-        ui.cancelButton.clicked.connect(self.onCancel)
-        ui.computeErrorMapButton.clicked.connect(self.onComputeErrorMap)
-        ui.compareLayoutButton.clicked.connect(self.onCompareLayout)
+        super().__init__(ui, logic)
         self.setParameterNode(parameter_node_wrapper)
         self.refreshModels()
         self.startDeviceProbe()
@@ -270,15 +267,9 @@ class ImputationPanel(PanelBase):
 
         self.setRunning(False, "")
         self.ui.cancelButton.setEnabled(False)
-        if job.cancelled:
-            self.ui.statusLabel.setText("Cancelled; nothing was added to the scene.")
-            self.ui.progressBar.setValue(0)
+        if not self.succeeded(job, "Cancelled; nothing was added to the scene.", "Failed: see the message.",
+                              "The imputation"):
             return
-        if job.error:
-            self.ui.statusLabel.setText("Failed: see the message.")
-            self.showError(f"The imputation failed: {job.error}")
-            return
-        self.ui.progressBar.setValue(1000)
         outputs = job.outputs
         names = ", ".join(n.GetName() for n in outputs.nodes)
         self.ui.statusLabel.setText(f"Done in {self.elapsed()}: {names}.")

@@ -19,12 +19,14 @@ from .job import Job
 class PanelBase:
     """Connects `ui` (childWidgetVariables of the .ui) and `logic` (the module's Logic) around one job at a time.
 
-    A subclass sets its own fields and signals, then calls `setParameterNode(wrapper)` and
-    `startDeviceProbe()`; it implements `updateState()` and `setRunning(running, status)`.
+    A subclass names its widgets' signals and their slots in `SIGNALS`, sets its own fields, then
+    calls `setParameterNode(wrapper)` and `startDeviceProbe()`; it implements `updateState()` and
+    `setRunning(running, status)`.
     """
 
     POLL_MS = 200
     TITLE = "MR Imputation"  # of error dialogs, and who asks to install missing packages
+    SIGNALS: dict[str, str] = {}  # "widget.signal" of the .ui -> the name of this panel's slot
 
     def __init__(self, ui, logic) -> None:
         import qt
@@ -42,6 +44,9 @@ class PanelBase:
         self.timer.setInterval(self.POLL_MS)
         self.timer.timeout.connect(self.poll)
         ui.progressBar.setRange(0, 1000)
+        for sender, slot in self.SIGNALS.items():
+            widget, signal = sender.split(".")
+            getattr(getattr(ui, widget), signal).connect(getattr(self, slot))
 
     # parameter node ----------------------------------------------------------------------------
     def setParameterNode(self, wrapper) -> None:
@@ -74,6 +79,22 @@ class PanelBase:
             self._device_probe.cancel(wait=True)
         self.timer.stop()
         self.setParameterNode(None)
+
+    def succeeded(self, job: Job, cancelled: str, failed: str, what: str, keep_progress: bool = False) -> bool:
+        """A finished job: when it was cancelled or failed, say so (`cancelled` / `failed` in the status line,
+        the error of `what` in a dialog) and return False; when it succeeded, fill the progress bar.
+        A cancelled job's bar is emptied unless `keep_progress` (how far a stopped training got)."""
+        if job.cancelled:
+            self.ui.statusLabel.setText(cancelled)
+            if not keep_progress:
+                self.ui.progressBar.setValue(0)
+            return False
+        if job.error:
+            self.ui.statusLabel.setText(failed)
+            self.showError(f"{what} failed: {job.error}")
+            return False
+        self.ui.progressBar.setValue(1000)
+        return True
 
     # the job -----------------------------------------------------------------------------------
     @property

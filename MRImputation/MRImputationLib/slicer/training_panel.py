@@ -25,19 +25,18 @@ class TrainingPanel(PanelBase):
     POLL_MS = 250
     TITLE = "MR Imputation Training"
 
+    SIGNALS = {
+        "dataFolderPathLineEdit.currentPathChanged": "onDataFolderChanged",
+        "outputFolderPathLineEdit.currentPathChanged": "onOutputFolderChanged", "startButton.clicked": "onStart",
+        "stopButton.clicked": "onStop", "openRunFolderButton.clicked": "onOpenRunFolder",
+        "showChartButton.clicked": "onShowChart", "chartComboBox.currentIndexChanged": "onShowChart",
+    }
+
     def __init__(self, ui, logic, parameter_node_wrapper) -> None:
-        super().__init__(ui, logic)
         self.summary = None
         self.contrast_boxes: dict = {}
         self.plots = None
-
-        ui.dataFolderPathLineEdit.currentPathChanged.connect(self.onDataFolderChanged)
-        ui.outputFolderPathLineEdit.currentPathChanged.connect(self.onOutputFolderChanged)
-        ui.startButton.clicked.connect(self.onStart)
-        ui.stopButton.clicked.connect(self.onStop)
-        ui.openRunFolderButton.clicked.connect(self.onOpenRunFolder)
-        ui.showChartButton.clicked.connect(self.onShowChart)
-        ui.chartComboBox.currentIndexChanged.connect(self.onShowChart)
+        super().__init__(ui, logic)
         ui.stopButton.setEnabled(False)
         self.setParameterNode(parameter_node_wrapper)
         self.startDeviceProbe()
@@ -177,15 +176,9 @@ class TrainingPanel(PanelBase):
 
     def onFinished(self, job) -> None:
         self.setRunning(False)
-        if job.cancelled:
-            self.ui.statusLabel.setText(f"Stopped after {self.elapsed()}. Tick Resume and Start to continue from "
-                                        "the checkpoint.")
+        stopped = f"Stopped after {self.elapsed()}. Tick Resume and Start to continue from the checkpoint."
+        if not self.succeeded(job, stopped, "Failed: see the message and the log.", "The training", keep_progress=True):
             return
-        if job.error:
-            self.ui.statusLabel.setText("Failed: see the message and the log.")
-            self.showError(f"The training failed: {job.error}")
-            return
-        self.ui.progressBar.setValue(1000)
         outputs = job.outputs
         lines = [f"Done in {self.elapsed()}. {job.monitor.status()}"]
         if outputs.evaluation:

@@ -149,6 +149,38 @@ def _cache_subject(preprocessed: Path, record: dict, contrasts: ContrastSet, con
     }
 
 
+def _reusable_entries(cache: Path, contrasts: ContrastSet, config: SlicingConfig) -> dict:
+    """The earlier index's subject entries if it was built with the same settings; else it and its files go."""
+    if not (cache / INDEX_NAME).is_file():
+        return {}
+    try:
+        previous = read_cache_index(cache)
+    except InputError:
+        previous = {}
+    if previous.get("contrasts") == contrasts.to_dict() and previous.get("config") == config.to_dict():
+        return previous.get("subjects", {})
+    # other settings: nothing can be reused
+    (cache / INDEX_NAME).unlink()
+    for entry in previous.get("subjects", {}).values():
+        for file in entry.get("files", {}).values():
+            (cache / file).unlink(missing_ok=True)
+    return {}
+
+
+def _write_index(cache: Path, preprocessed: Path, contrasts: ContrastSet, config: SlicingConfig, entries: dict,
+                 skipped: dict) -> None:
+    """index.json, written atomically: the settings and every cached subject's entry."""
+    index = {
+        "format": CACHE_FORMAT,
+        "contrasts": contrasts.to_dict(),
+        "config": config.to_dict(),
+        "preprocessed": str(preprocessed.resolve()),
+        "subjects": {name: entries[name] for name in sorted(entries)},
+        "skipped": skipped,
+    }
+    write_text(cache / INDEX_NAME, json.dumps(index, indent=1))
+
+
 def build_cache(
     preprocessed: str | os.PathLike,
     contrasts: ContrastSet,
@@ -169,30 +201,7 @@ def build_cache(
     records, skipped = _wanted_records(manifest, contrasts, subjects)
     cache.mkdir(parents=True, exist_ok=True)
 
-    old: dict = {}
-    if (cache / INDEX_NAME).is_file():
-        try:
-            previous = read_cache_index(cache)
-        except InputError:
-            previous = {}
-        if previous.get("contrasts") == contrasts.to_dict() and previous.get("config") == config.to_dict():
-            old = previous.get("subjects", {})
-        else:  # other settings: nothing can be reused
-            (cache / INDEX_NAME).unlink()
-            for entry in previous.get("subjects", {}).values():
-                for file in entry.get("files", {}).values():
-                    (cache / file).unlink(missing_ok=True)
-
-    def write_index() -> None:
-        index = {
-            "format": CACHE_FORMAT,
-            "contrasts": contrasts.to_dict(),
-            "config": config.to_dict(),
-            "preprocessed": str(preprocessed.resolve()),
-            "subjects": {name: entries[name] for name in sorted(entries)},
-            "skipped": skipped,
-        }
-        write_text(cache / INDEX_NAME, json.dumps(index, indent=1))
+    old = _reusable_entries(cache, contrasts, config)
 
     # Subjects cached earlier with the same settings stay in the index, even if not asked for now.
     entries: dict = {name: entry for name, entry in old.items()
@@ -207,10 +216,11 @@ def build_cache(
         report(i / len(records), f"{name}: slicing")
         entries[name] = _cache_subject(preprocessed, record, contrasts, config, cache)
         changed = True
-        write_index()  # after every subject, so an interrupted build resumes where it stopped
+        # after every subject, so an interrupted build resumes where it stopped
+        _write_index(cache, preprocessed, contrasts, config, entries, skipped)
         report((i + 1) / len(records), f"{name}: {entries[name]['slices']} slices")
     if changed or not (cache / INDEX_NAME).is_file():
-        write_index()
+        _write_index(cache, preprocessed, contrasts, config, entries, skipped)
     return cache
 
 

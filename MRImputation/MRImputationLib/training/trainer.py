@@ -227,7 +227,38 @@ class Trainer:
                 return n, True
         return n, False
 
+    def _end_epoch(self, epoch: int, n: int, seconds: float) -> None:
+        """After `epoch`'s last step (`n` steps this call, in `seconds`): its record with validation, the
+        schedulers' step, the next epoch's state, the best checkpoint, the logs and a checkpoint."""
+        cfg = self.config
+        sums = self.state.epoch_sums
+        record = {"epoch": epoch + 1, **{k: v / max(self.state.epoch_steps, 1) for k, v in sums.items()},
+                  "seconds": round(seconds, 2),
+                  "slices_per_s": round(n * cfg.batch_size * self.context.world_size / max(seconds, 1e-9), 2),
+                  "lr": next(iter(self.training_step.optimizers.values())).param_groups[0]["lr"]}
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        if self.validator and self.context.is_main and (epoch + 1) % cfg.validate_every == 0:
+            with torch.random.fork_rng(devices=[self.device] if self.cuda else []):
+                record.update({f"val_{k}": v for k, v in self.validator(self.generator).items()})
+            self.generator.train()
+        self.state.epoch += 1
+        self.state.step = 0
+        self.state.epoch_sums, self.state.epoch_steps = {}, 0
+        if record.get("val_psnr", -math.inf) > self.state.best_psnr:
+            self.state.best_psnr = record["val_psnr"]
+            if self.context.is_main:
+                save_checkpoint(self.run.best_checkpoint,
+                                {self.family.inference_network: self.generator.state_dict(), "epoch": epoch + 1,
+                                 "val_psnr": record["val_psnr"]})
+        self._log({k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
+        self._history(record)
+        self.save()
+        self.progress.epoch(record, cfg.epochs)
+        self.progress.log(self._epoch_line(record, cfg.epochs))
+
     def fit(self) -> dict:
+        """Train to the last epoch (or for `stop_after_steps`), checkpointing as it goes; the run's summary."""
         cfg = self.config
         self.run.path.mkdir(parents=True, exist_ok=True)
         steps_per_epoch = max(len(self.epoch_batches(0)), 1)
@@ -246,32 +277,7 @@ class Trainer:
                 if stopped_early:
                     self.save()
                     break
-                seconds = time.monotonic() - epoch_start
-                sums = self.state.epoch_sums
-                record = {"epoch": epoch + 1, **{k: v / max(self.state.epoch_steps, 1) for k, v in sums.items()},
-                          "seconds": round(seconds, 2),
-                          "slices_per_s": round(n * cfg.batch_size * self.context.world_size / max(seconds, 1e-9), 2),
-                          "lr": next(iter(self.training_step.optimizers.values())).param_groups[0]["lr"]}
-                for scheduler in self.schedulers.values():
-                    scheduler.step()
-                if self.validator and self.context.is_main and (epoch + 1) % cfg.validate_every == 0:
-                    with torch.random.fork_rng(devices=[self.device] if self.cuda else []):
-                        record.update({f"val_{k}": v for k, v in self.validator(self.generator).items()})
-                    self.generator.train()
-                self.state.epoch += 1
-                self.state.step = 0
-                self.state.epoch_sums, self.state.epoch_steps = {}, 0
-                if record.get("val_psnr", -math.inf) > self.state.best_psnr:
-                    self.state.best_psnr = record["val_psnr"]
-                    if self.context.is_main:
-                        save_checkpoint(self.run.best_checkpoint,
-                                        {self.family.inference_network: self.generator.state_dict(), "epoch": epoch + 1,
-                                         "val_psnr": record["val_psnr"]})
-                self._log({k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
-                self._history(record)
-                self.save()
-                self.progress.epoch(record, cfg.epochs)
-                self.progress.log(self._epoch_line(record, cfg.epochs))
+                self._end_epoch(epoch, n, time.monotonic() - epoch_start)
         except (Cancelled, KeyboardInterrupt):
             self.save()
             if self.context.is_main:
