@@ -8,8 +8,10 @@ With any Python that has MRImputationLib (pip install -e . in the repository):
 This file only finds the library and runs `mrimpute train` (MRImputationLib.cli) with the script's
 defaults in front of the given options, so any option given wins: --evaluate and --export (the
 script evaluates and exports unless told --no-evaluate / --no-export), --progress json unless
-stdout and stderr are terminals (a log collector reads one JSON event per line), and inside Slicer
---models-folder <Slicer's cache>/MRImputation/models, where MR Imputation lists models, for --install.
+stdout and stderr are terminals (a log collector reads one JSON event per line; inside Slicer they
+never are, so give --progress bar or none to choose: a --progress given is the only one), and inside Slicer
+--models-folder ~/.mrimputation/models (or $MRIMPUTATION_MODELS), where MR Imputation lists models,
+for --install, after moving there the models an earlier version kept in Slicer's cache folder.
 The options are `mrimpute train`'s (see --help); exit codes: 0 done, 1 failed, 2 bad input (the
 message says what to fix), 130 cancelled (continue with --resume).
 """
@@ -47,29 +49,59 @@ def _is_terminal(stream) -> bool:
 
 
 def _slicer_models_folder() -> list:
-    """Inside Slicer, `--models-folder` of the models MR Imputation lists (slicer is loaded only there)."""
+    """Inside Slicer, `--models-folder` of the models MR Imputation lists (slicer is loaded only there),
+    once the models an earlier version kept in Slicer's cache folder are moved there."""
     app = getattr(sys.modules.get("slicer"), "app", None)
     if app is None:
         return []
-    from MRImputationLib.models.store import default_models_folder
+    from MRImputationLib.models.store import user_store
 
-    return ["--models-folder", str(default_models_folder(app.cachePath))]
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)  # stdout may carry the JSON events
+
+    return ["--models-folder", str(user_store(cache_path=app.cachePath, on_log=log).folder)]
+
+
+def _gives(arguments: list, option: str) -> bool:
+    """Whether `option` is among the given arguments (as `--option VALUE` or `--option=VALUE`)."""
+    return any(a == option or a.startswith(option + "=") for a in arguments)
 
 
 def command_line(argv) -> list:
-    """The arguments of `mrimpute` for the script's own: the script's defaults first, then what was given."""
+    """The arguments of `mrimpute` for the script's own: the script's defaults first, then what was given.
+
+    A `--progress` the user gives is the only one: the default (JSON lines unless stdout and stderr are
+    terminals; inside Slicer they never are, PythonQt redirects them) is added only without it.
+    """
     _find_library()
+    given = split_script_arguments(argv)
     defaults = ["--evaluate", "--export"]
-    if not (_is_terminal(sys.stdout) and _is_terminal(sys.stderr)):
+    if not _gives(given, "--progress") and not (_is_terminal(sys.stdout) and _is_terminal(sys.stderr)):
         defaults += ["--progress", "json"]
-    return ["train", *defaults, *_slicer_models_folder(), *split_script_arguments(argv)]
+    return ["train", *defaults, *_slicer_models_folder(), *given]
+
+
+def usage() -> str:
+    """What --help prints before `mrimpute train`'s options: this script's own path (in an installed
+    extension it is deep inside Slicer's folder) and how to call it."""
+    here = Path(__file__).resolve()
+    return (f"MR Imputation headless training: {here}\n"
+            f"  Slicer --no-main-window --python-script \"{here}\" -- DATA --out RUN [options]\n"
+            f"  python \"{here}\" -- DATA --out RUN [options]      (a Python that has MRImputationLib)\n"
+            "Runs `mrimpute train --evaluate --export` with the options below (--no-evaluate, --no-export turn "
+            "those off). Progress: JSON lines unless stdout and stderr are terminals (inside Slicer they never "
+            "are); give --progress bar or --progress none to choose.\n")
 
 
 def main(argv=None) -> int:
     _find_library()
     from MRImputationLib.cli import main as mrimpute
 
-    return mrimpute(command_line(sys.argv[1:] if argv is None else argv))
+    arguments = split_script_arguments(sys.argv[1:] if argv is None else argv)
+    if _gives(arguments, "--help") or _gives(arguments, "-h"):
+        print(usage())
+        return mrimpute(["train", "--help"])  # argparse prints the options and exits
+    return mrimpute(command_line(arguments))
 
 
 if __name__ == "__main__":

@@ -208,3 +208,66 @@ def test_a_folder_without_bundle_json_is_not_a_bundle(tmp_path):
         read_bundle_info(tmp_path)
     with pytest.raises(InputError, match="no such model bundle"):
         load_bundle(tmp_path / "absent")
+
+
+def _baseline(contrasts=("T1", "T2", "PD"), reference="PD"):
+    import numpy as np
+
+    from MRImputationLib.core.contrasts import ContrastSet
+    from MRImputationLib.models.linear import LinearImputer
+
+    rng = np.random.default_rng(3)
+    stack = rng.uniform(0, 1, (len(contrasts), 4, 8, 8))
+    return LinearImputer(ContrastSet(tuple(contrasts), reference)).fit([(stack, np.ones((4, 8, 8), bool))])
+
+
+def test_half_weights_take_half_the_space_and_load_as_float32(tmp_path, networks):
+    generator, _ = networks
+    full = write_bundle(tmp_path / "full", make_info(), {"generator": generator.state_dict()})
+    half = write_bundle(tmp_path / "half", make_info(), {"generator": generator.state_dict()}, half=True)
+    size = lambda folder: (folder / "generator.safetensors").stat().st_size  # noqa: E731
+    assert size(half) < 0.55 * size(full)
+    assert json.loads((half / "bundle.json").read_text())["weights_dtype"] == "float16"
+    loaded = load_bundle(half).weights["generator"]
+    for key, tensor in generator.state_dict().items():
+        assert loaded[key].dtype == tensor.dtype, key
+        if tensor.is_floating_point():
+            assert torch.allclose(loaded[key], tensor, rtol=1e-3, atol=1e-4), key
+
+
+def test_weights_beyond_the_float16_range_are_refused_with_half(tmp_path):
+    with pytest.raises(InputError, match="export without --half"):
+        write_bundle(tmp_path / "b", make_info(), {"generator": {"w": torch.tensor([1e6])}}, half=True)
+
+
+def test_the_baseline_is_listed_hashed_and_read_back_apart_from_the_weights(tmp_path, networks):
+    from MRImputationLib.models.bundle import BASELINE_FILE, read_baseline
+    from MRImputationLib.models.store import verify_bundle
+
+    generator, _ = networks
+    baseline = _baseline()
+    folder = write_bundle(tmp_path / "b", make_info(), {"generator": generator.state_dict()}, baseline=baseline)
+    document = json.loads((folder / "bundle.json").read_text())
+    assert BASELINE_FILE in document["files"] and document["baseline"]["n_subjects"] == 1
+    assert read_bundle_info(folder)[0].baseline["file"] == BASELINE_FILE
+    assert set(load_bundle(folder).weights) == {"generator"}
+    restored = read_baseline(folder)
+    assert restored.n_voxels == baseline.n_voxels and restored.coefficients.keys() == baseline.coefficients.keys()
+    assert read_baseline(zip_bundle(folder, tmp_path / "b.zip")).n_voxels == baseline.n_voxels
+    verify_bundle(folder)
+    data = bytearray((folder / BASELINE_FILE).read_bytes())
+    data[-1] ^= 0xFF
+    (folder / BASELINE_FILE).write_bytes(bytes(data))
+    with pytest.raises(InputError, match="baseline.safetensors is corrupted or modified"):
+        read_baseline(folder)
+    with pytest.raises(InputError, match="baseline.safetensors is corrupted"):
+        verify_bundle(folder)
+
+
+def test_a_bundle_without_baseline_has_none_and_a_mismatched_one_is_refused(bundle_folder, tmp_path, networks):
+    from MRImputationLib.models.bundle import read_baseline
+
+    assert read_baseline(bundle_folder) is None and read_bundle_info(bundle_folder)[0].baseline == {}
+    with pytest.raises(InputError, match="fitted on T1, T2, FLAIR"):
+        write_bundle(tmp_path / "b", make_info(), {"generator": networks[0].state_dict()},
+                     baseline=_baseline(("T1", "T2", "FLAIR"), "T1"))

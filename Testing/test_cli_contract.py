@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from conftest import REPO
 
@@ -85,3 +86,36 @@ def test_sigterm_stops_within_seconds_with_exit_130_and_no_partial_output(tmp_pa
     assert leftovers == []  # no temporary files left behind
     for subject in (tmp_path / "ph").iterdir():  # every subject folder present is complete
         assert (subject / "truth" / "transforms.json").exists(), subject
+
+
+def _models_env(tmp_path) -> dict:
+    """The command line with its models folder (and home) in `tmp_path`: nothing of the user's is read or moved."""
+    return {**ENV, "MRIMPUTATION_MODELS": str(tmp_path / "models"), "HOME": str(tmp_path / "home")}
+
+
+def test_models_lists_installed_models_as_a_table_or_json_and_a_name_works_as_model(tmp_path):
+    from MRImputationLib.models.store import ModelStore
+    from MRImputationLib.slicer.self_test_data import SELF_TEST_MODEL, untrained_bundle
+
+    env = _models_env(tmp_path)
+    run = lambda *args: subprocess.run([sys.executable, "-m", "MRImputationLib", *args], env=env,  # noqa: E731
+                                       capture_output=True, text=True, timeout=120)
+    empty = run("models")
+    assert empty.returncode == 0 and "No model is built in or installed." in empty.stdout
+    ModelStore(tmp_path / "models").import_bundle(untrained_bundle(tmp_path / "bundle"))
+    table = run("models")
+    assert table.returncode == 0 and SELF_TEST_MODEL in table.stdout and "T1, T2, PD" in table.stdout
+    listing = json.loads(run("models", "--json").stdout)
+    [row] = [r for r in listing["models"] if r["kind"] == "installed"]
+    assert row["name"] == SELF_TEST_MODEL and row["contrasts"] == ["T1", "T2", "PD"] and not row["builtin"]
+    assert listing["folder"] == str(tmp_path / "models") and Path(row["path"]).is_dir()
+    events = _events(run("models", "--progress", "json").stdout)
+    assert events[-1]["event"] == "done" and events[-1]["models"] == listing["models"]
+    missing = run("impute", "--model", "no-such-model", "--input", f"T1={tmp_path / 't1.nii.gz'}",
+                  "--out", str(tmp_path / "out"), "--progress", "json")
+    error = _events(missing.stdout)[-1]
+    assert missing.returncode == 2 and error["event"] == "error"
+    assert "--model 'no-such-model'" in error["message"] and f"{SELF_TEST_MODEL}-0.0.1 (installed" in error["message"]
+    by_name = run("impute", "--model", SELF_TEST_MODEL, "--input", f"T1={tmp_path / 'absent.nii.gz'}",
+                  "--out", str(tmp_path / "out"), "--progress", "json")
+    assert by_name.returncode == 2 and "absent.nii.gz" in _events(by_name.stdout)[-1]["message"]

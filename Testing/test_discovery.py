@@ -51,3 +51,18 @@ def test_an_empty_folder_is_a_clear_error(tmp_path):
     _touch(tmp_path, "notes.txt", "scan_3.nii.gz")
     with pytest.raises(InputError, match="no subject images found.*scan_3.nii.gz"):
         discover_subjects(tmp_path)
+
+
+def test_a_seg_file_is_its_subjects_tumour_mask_never_a_contrast(tmp_path):
+    _touch(tmp_path, *(f"TCGA_CS_4943_20000902/TCGA_CS_4943_20000902_{c}.nii.gz" for c in ("t1", "t1c", "fla", "seg")),
+           "case8/t1.nii.gz", "case8/pd.nii.gz", "orphan_seg.nii.gz")
+    lgg, case8 = discover_subjects(tmp_path)
+    assert lgg.subject == "TCGA_CS_4943_20000902" and sorted(lgg.files) == ["FLAIR", "T1", "T1c"]
+    assert lgg.labels == {"tumour": tmp_path / "TCGA_CS_4943_20000902" / "TCGA_CS_4943_20000902_seg.nii.gz"}
+    assert case8.labels == {}  # the orphan seg file belongs to no subject with images: ignored
+
+
+def test_two_tumour_masks_for_one_subject_are_refused(tmp_path):
+    _touch(tmp_path, "s1/s1_t1.nii.gz", "s1/s1_seg.nii.gz", "s1/s1-seg.nii.gz")
+    with pytest.raises(InputError, match="two tumour label files"):
+        discover_subjects(tmp_path)

@@ -171,3 +171,80 @@ def test_report_writes_tables_and_figures_naming_every_scenario(evaluated, tmp_p
     with paths["csv"].open(encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == len(result.rows)
     assert not [p for p in (tmp_path / "report").iterdir() if ".tmp-" in p.name]
+
+
+class BrainSlicesOnly:
+    """Fills missing contrasts with a constant on slices with brain and leaves the others at 0, as a
+    slice-wise network does with slices it never sees."""
+
+    name = "brain-slices"
+
+    def __init__(self, mask):
+        self.brain_slices = mask.any(axis=(1, 2))
+
+    def predict(self, stack, scenario):
+        out = stack.copy()
+        for channel, available in enumerate(scenario.mask):
+            if not available:
+                out[channel] = np.where(self.brain_slices[:, None, None], 0.6, 0.0)
+        return out
+
+
+def test_legacy_psnr_stays_finite_when_background_slices_come_back_exactly():
+    """Reproduces an inf in a legacy cell: normalized 0 outside the head is the grey background (an
+    offset of 30 in original units) in truth and prediction alike on a slice without brain."""
+    stack, mask = synthetic_subject(4)
+    stack[:, 0], mask[0] = 0.0, False
+
+    def with_grey_background(channel, array):
+        return array * 800.0 + 30.0
+
+    subject = EvalSubject("s", stack, mask, with_grey_background)
+    result = evaluate([BrainSlicesOnly(mask)], [subject], IXI, keep_examples=0)
+    assert all(math.isfinite(r["legacy_psnr"]) and math.isfinite(r["psnr"]) for r in result.rows)
+    assert all(math.isfinite(e["legacy_psnr_mean"]) for e in result.summary())
+
+
+def test_a_phantom_subject_with_a_tumour_mask_gets_tumour_and_rest_of_brain_scores_one_without_none(tmp_path):
+    from MRImputationLib.data.phantom import PhantomConfig, make_subject, write_subject
+    from MRImputationLib.evaluation.harness import REGION_METRICS, eval_subjects
+    from MRImputationLib.preprocessing.folder import preprocess_folder
+    from MRImputationLib.preprocessing.preprocessed import load_subjects
+    from MRImputationLib.preprocessing.subject import PreprocessConfig
+
+    config = PhantomConfig(shape=(40, 40, 24), misalignment="none", bias_strength=0.05)
+    write_subject(make_subject(config, 31, "sub-lesion"), tmp_path / "raw" / "sub-lesion")
+    write_subject(make_subject(dataclasses.replace(config, lesion=False), 32, "sub-plain"), tmp_path / "raw" / "sub-plain")
+    preprocess_folder(tmp_path / "raw", tmp_path / "pre", PreprocessConfig(n4=False, register=False, qc=False))
+    lesion, plain = eval_subjects(load_subjects(tmp_path / "pre", ["sub-lesion", "sub-plain"], IXI))
+    assert lesion.tumour is not None and lesion.tumour.any() and plain.tumour is None
+    imputer = MeanImputer([(s.stack, s.mask) for s in (lesion, plain)])
+    result = evaluate([imputer], [lesion, plain], IXI, scenarios=[Scenario("011"), Scenario("100")], keep_examples=0)
+    for row in result.rows:
+        if row["subject"] == "sub-lesion":
+            assert all(math.isfinite(row[m]) for m in REGION_METRICS)
+            assert row["tumour_psnr"] != row["nontumour_psnr"] and row["tumour_ssim"] != row["nontumour_ssim"]
+        else:
+            assert not set(REGION_METRICS) & set(row)
+    summary = result.summary()
+    assert {e["n_tumour"] for e in summary} == {1} and {e["n"] for e in summary} == {2}
+    paths = write_report(result, tmp_path / "report", "Tumour check")
+    with paths["csv"].open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert set(REGION_METRICS) <= set(rows[0])
+    assert {r["subject"] for r in rows if r["tumour_psnr"]} == {"sub-lesion"}
+    markdown = paths["markdown"].read_text(encoding="utf-8")
+    assert "## Tumour and the rest of the brain" in markdown and "tumour PSNR / tumour SSIM" in markdown
+    document = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert "tumour_ssim_mean" in document["summary"][0] and "nontumour_psnr_std" in document["summary"][0]
+
+
+def test_reports_without_tumour_masks_keep_their_columns(evaluated, tmp_path):
+    from MRImputationLib.evaluation.harness import REGION_METRICS
+
+    result, _ = evaluated
+    paths = write_report(dataclasses.replace(result, examples=[]), tmp_path / "report", "No masks")
+    with paths["csv"].open(encoding="utf-8") as f:
+        assert not set(REGION_METRICS) & set(next(csv.DictReader(f)))
+    assert "Tumour" not in paths["markdown"].read_text(encoding="utf-8")
+    assert all("n_tumour" not in e for e in result.summary())

@@ -1,9 +1,12 @@
 """The extension as Slicer's build and the extensions index see it, checked without Slicer:
 
-the top-level CMakeLists.txt (project name, complete EXTENSION_* metadata, every module added), the
-index entry MRImputation.json (its name, the catalog schema's fields, agreement with the CMake
-metadata), the training module's CMake lists against the files on disk, its .ui against the code,
-its file scope, and the headless script running `mrimpute train` (one parser, the library's).
+the top-level CMakeLists.txt (CMake floor, project name, complete EXTENSION_* metadata, README and
+licence packaged, every module added), the index entry MRImputation.json (its name, the catalog
+schema's fields, agreement with the CMake metadata), what the index's validator reads (literal URLs
+naming one repository and branch, as a publisher must fill them in), the figures listed as
+screenshots (captioned for what they are), the training module's CMake lists against the files on
+disk, its .ui against the code, its file scope, and the headless script running `mrimpute train`
+(one parser, the library's; a --progress given wins; its help names its own path).
 The MRImputation module's own lists are checked in test_module_static_checks.py.
 """
 
@@ -84,6 +87,43 @@ def test_the_extension_metadata_is_complete_and_points_at_files_that_exist():
     assert meta["ICONURL"].startswith("https://") and icon.is_file() and _png_size(icon) == (128, 128)
     screenshots = meta["SCREENSHOTURLS"].split()
     assert screenshots and all(url.startswith("https://") and _repository_file(url).is_file() for url in screenshots)
+    packaged = dict(re.findall(
+        r'set\(EXTENSION_(README_FILE|LICENSE_FILE)\s+"\$\{CMAKE_CURRENT_SOURCE_DIR\}/([^"]+)"\)', _cmake()))
+    assert packaged == {"README_FILE": "README.md", "LICENSE_FILE": "LICENSE"}, "CPack's description and licence"
+    assert all((REPO / name).is_file() for name in packaged.values())
+
+
+def test_cmake_minimum_required_is_at_least_what_slicer_config_requires():
+    floor = re.search(r"cmake_minimum_required\(VERSION (\d+(?:\.\d+)*)(?:\.\.\.[\d.]+)? FATAL_ERROR\)", _cmake())
+    version = tuple(int(part) for part in floor.group(1).split("."))
+    assert version >= (3, 20, 6), "Slicer 5.12's SlicerConfig.cmake requires CMake 3.20.6"
+
+
+def test_the_urls_the_index_validator_reads_are_literal_and_name_one_repository_and_branch():
+    """ExtensionsIndex/scripts/check_description_files.py finds the icon and screenshot URLs with regular
+    expressions (no ${...} expansion), downloads them, and clones scm_url: a publisher replaces the
+    placeholder organisation in all of them at once (README, "Publishing")."""
+    text, entry = _cmake(), json.loads(INDEX_ENTRY.read_text(encoding="utf-8"))
+    icons = re.findall(r'set\s*\(EXTENSION_ICONURL\s*"([^"]+)"[ ]*\)', text, re.IGNORECASE | re.MULTILINE)
+    shots = re.findall(r'set\s*\(EXTENSION_SCREENSHOTURLS\s*"([^"]+)"\)', text, re.IGNORECASE | re.MULTILINE)
+    assert len(icons) == 1 and len(shots) == 1
+    urls = [*icons, *shots[0].split()]
+    assert not any("$" in url for url in [*urls, entry["scm_url"]])
+    owner_repo = urlparse(entry["scm_url"]).path.strip("/").removesuffix(".git")
+    assert _extension_metadata()["HOMEPAGE"] == f"https://github.com/{owner_repo}"
+    for url in urls:
+        assert url.startswith(f"https://raw.githubusercontent.com/{owner_repo}/{entry['scm_revision']}/"), url
+    assert "fill in before submitting" in text and "Publishing" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_screenshot_urls_are_captioned_result_figures():
+    figures = REPO / "Resources" / "Figures"
+    captions = (figures / "README.md").read_text(encoding="utf-8")
+    assert not (REPO / "Resources" / "Screenshots").exists(), "they are result figures, not Slicer screenshots"
+    for url in _extension_metadata()["SCREENSHOTURLS"].split():
+        path = _repository_file(url)
+        assert path.parent == figures and not path.stem.isdigit() and f"`{path.name}`" in captions
+        assert min(_png_size(path)) >= 200
 
 
 def test_the_top_level_cmake_follows_the_extension_template_and_adds_both_modules():
@@ -227,3 +267,26 @@ def test_the_headless_script_runs_mrimpute_train_and_defines_no_option_of_its_ow
                  for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.Call)}
         if path.name != "cli.py":
             assert "ArgumentParser" not in calls, f"{path.name} defines a second argument parser"
+
+
+def test_a_progress_choice_given_to_the_headless_script_wins_and_is_the_only_one():
+    from MRImputationLib.cli import build_parser
+
+    script = _load_train_script()
+    for given in (["--progress", "bar"], ["--progress=none"]):
+        command = script.command_line(["--", "/data", "--out", "/run", *given])
+        assert sum(a == "--progress" or a.startswith("--progress=") for a in command) == 1
+        assert build_parser().parse_args(command).progress == given[-1].split("=")[-1]
+
+
+def test_the_headless_script_help_names_its_own_path(capsys):
+    import pytest
+
+    script = _load_train_script()
+    with pytest.raises(SystemExit) as stop:
+        script.main(["--", "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert str((TRAINING / "train.py").resolve()) in out.splitlines()[0]
+    assert "--python-script" in out and "usage: mrimpute train" in out
+

@@ -115,3 +115,20 @@ def test_a_missing_bundled_package_is_reported_not_installed():
     assert install_plan([]).empty
     assert status_text([TORCH, ANTSPYX], lambda module: False).endswith("torch, antspyx.")
     assert status_text(REQUIREMENTS, lambda module: True) == "All dependencies are installed."
+
+
+def test_the_builtin_model_matching_the_loaded_volumes_is_preselected():
+    from MRImputationLib.models.store import ModelCard
+    from MRImputationLib.slicer.imputation_decisions import preselected_model
+
+    def card(name, contrasts, builtin):
+        return ModelCard(name, "1.0", list(contrasts), contrasts[0], f"/m/{name}", None, None, builtin)
+
+    cards = [card("installed-brats", ["T1", "T1c", "FLAIR"], False), card("ixi", ["T1", "T2", "PD"], True),
+             card("brats", ["T1", "T1c", "FLAIR"], True)]
+    brats_case = ["BraTS-GLI-00001-000-t1n", "BraTS-GLI-00001-000-t1c", "BraTS-GLI-00001-000-t2f", "FLAIR (synthetic)"]
+    assert preselected_model(cards, brats_case) == "brats-1.0"
+    assert preselected_model(cards, brats_case, current="installed-brats-1.0") == "installed-brats-1.0"
+    assert preselected_model(cards, ["IXI002-Guys-0828-T2", "IXI002-Guys-0828-PD"]) == "ixi-1.0"
+    assert preselected_model(cards, ["T2 (synthetic)"], skip=["T2 (synthetic)"]) is None
+    assert preselected_model(cards[:1], brats_case) is None  # only built-in models are preselected

@@ -71,3 +71,28 @@ def test_only_the_requested_scenarios_are_fitted_and_others_are_refused_by_name(
 def test_a_stack_with_the_wrong_number_of_contrasts_is_refused():
     with pytest.raises(InputError, match="C = 3"):
         LinearImputer(IXI).fit([(np.zeros((2, 4, 8, 8)), np.ones((4, 8, 8), bool))])
+
+
+def test_the_fitted_statistics_round_trip_through_to_state_bit_for_bit():
+    fitted = LinearImputer(IXI).fit([linear_subject(0, noise=0.05), linear_subject(1, noise=0.05)],
+                                    scenarios=[Scenario("110"), Scenario("100")])
+    arrays, metadata = fitted.to_state()
+    assert set(arrays) == {"moments"} and arrays["moments"].dtype == np.float64
+    assert all(isinstance(v, str) for v in metadata.values())
+    restored = LinearImputer.from_state(arrays, metadata)
+    assert set(restored.coefficients) == {"110", "100"}
+    assert (restored.n_subjects, restored.n_voxels) == (fitted.n_subjects, fitted.n_voxels)
+    stack, _ = linear_subject(5)
+    for bits in ("110", "100"):
+        assert np.array_equal(restored.predict(stack, Scenario(bits)), fitted.predict(stack, Scenario(bits)))
+
+
+def test_a_state_that_is_not_a_baseline_is_refused_by_name():
+    fitted = LinearImputer(IXI).fit([linear_subject(0)])
+    arrays, metadata = fitted.to_state()
+    with pytest.raises(InputError, match="my.safetensors: not a saved linear baseline"):
+        LinearImputer.from_state(arrays, {**metadata, "format": "other"}, "my.safetensors")
+    with pytest.raises(InputError, match="4x4 matrix"):
+        LinearImputer.from_state({"moments": np.zeros((3, 3))}, metadata)
+    with pytest.raises(InputError, match="fit it on training subjects first"):
+        LinearImputer.from_dict(fitted.to_dict()).to_state()

@@ -111,3 +111,25 @@ def test_paired_test_needs_five_finite_pairs_and_detects_a_consistent_difference
     test = paired_test(better, [b - 1.0 - 0.1 * i for i, b in enumerate(better)])
     assert test["n"] == 8 and test["p_value"] < 0.05 and test["median_difference"] > 1
     assert paired_test([1.0] * 6, [1.0] * 6)["p_value"] == 1.0
+
+
+def test_a_constant_truth_slice_matched_exactly_no_longer_makes_the_legacy_psnr_infinite():
+    """The bug: a slice above the head holds one value (background, here a grey 30) in the truth, and
+    an imputer that leaves it as background matches it exactly; divided by its own maximum that is
+    MSE 0, an infinite PSNR, and the slice average was inf for the whole volume."""
+    truth, _ = head()
+    truth[0] = 30.0
+    prediction = truth * 0.9 + np.random.default_rng(6).normal(0, 10, truth.shape)
+    prediction[0] = 30.0
+    legacy = legacy_metrics(prediction, truth)
+    assert math.isfinite(legacy["psnr"]) and legacy["n_slices"] == truth.shape[0] - 1
+    assert legacy["psnr"] == pytest.approx(legacy_metrics(prediction[1:], truth[1:])["psnr"])
+
+
+def test_a_truth_constant_up_to_float_rounding_is_skipped_but_an_exact_prediction_of_structure_is_perfect():
+    truth, _ = head()
+    truth[0] = 30.0 + np.random.default_rng(7).uniform(0, 1e-9, truth.shape[1:])  # a round trip's rounding
+    assert legacy_metrics(truth * 0.8, truth)["n_slices"] == truth.shape[0] - 1
+    assert legacy_metrics(truth, truth)["psnr"] == math.inf  # a perfect prediction stays perfect
+    with pytest.raises(InputError, match="constant"):
+        legacy_metrics(np.full((2, 16, 16), 5.0), np.full((2, 16, 16), 5.0))

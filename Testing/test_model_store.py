@@ -15,8 +15,10 @@ import pytest
 from conftest import REPO
 from MRImputationLib.models.bundle import zip_bundle
 from MRImputationLib.core.errors import InputError
-from MRImputationLib.models.store import (_REQUIRED, CatalogueEntry, DownloadDeclined, ModelStore, default_models_folder,
-                                         read_catalogue, verify_bundle)
+from MRImputationLib.models.catalogue import _REQUIRED
+from MRImputationLib.models.store import (CatalogueEntry, DownloadDeclined, ModelStore, adopt_legacy_models,
+                                         default_models_folder, legacy_models_folders, move_models, read_catalogue,
+                                         verify_bundle)
 from MRImputationLib.slicer.self_test_data import SELF_TEST_MODEL, untrained_bundle
 
 RESOURCES = REPO / "MRImputation" / "Resources"
@@ -170,12 +172,71 @@ def test_a_download_with_the_wrong_checksum_is_discarded(server, bundle_zip, tmp
     assert store.installed() == [] and not list((tmp_path / "models").rglob("*.zip*"))
 
 
-def test_models_live_in_slicers_cache_folder_when_slicer_gives_one(tmp_path, monkeypatch):
-    assert default_models_folder(tmp_path) == tmp_path / "MRImputation" / "models"
+def test_models_live_in_a_persistent_folder_of_the_user_never_a_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
+    monkeypatch.delenv("MRIMPUTATION_MODELS", raising=False)
+    assert default_models_folder() == tmp_path / "home" / ".mrimputation" / "models"
+    assert "cache" not in str(default_models_folder()).lower()
     monkeypatch.setenv("MRIMPUTATION_MODELS", str(tmp_path / "elsewhere"))
     assert default_models_folder() == tmp_path / "elsewhere"
-    monkeypatch.delenv("MRIMPUTATION_MODELS")
-    assert default_models_folder().parts[-2:] == ("MRImputation", "models")
+    assert legacy_models_folders(tmp_path / "slicer-cache") == [tmp_path / "slicer-cache" / "MRImputation" / "models"]
+
+
+def _old_install(folder: Path, bundle: Path, names=("a-1.0", "b-2.0")) -> Path:
+    for name in names:
+        shutil.copytree(bundle, folder / name)
+    (folder / "b-2.0.zip").write_bytes(b"zipped by hand")
+    (folder / "notes.txt").write_text("not a bundle")
+    return folder
+
+
+def test_models_in_the_old_place_are_moved_and_names_already_present_are_skipped(bundle, tmp_path):
+    old = _old_install(tmp_path / "cache" / "MRImputation" / "models", bundle)
+    new = tmp_path / "models"
+    shutil.copytree(bundle, new / "b-2.0")
+    (new / "b-2.0" / "mine").write_text("kept")
+    report = adopt_legacy_models(new, cache_path=tmp_path / "cache")
+    assert sorted(report.moved) == ["a-1.0", "b-2.0.zip"] and report.skipped == ["b-2.0"]
+    assert (new / "a-1.0" / "generator.safetensors").is_file() and (new / "b-2.0.zip").is_file()
+    assert (new / "b-2.0" / "mine").read_text() == "kept" and (old / "b-2.0" / "bundle.json").is_file()
+    assert sorted(p.name for p in old.iterdir()) == ["b-2.0", "notes.txt"]
+    assert "moved 2 installed model(s)" in report.message(new) and "left b-2.0" in report.message(new)
+    assert move_models(old, new).moved == []  # a second start has nothing more to move
+
+
+def test_a_move_across_file_systems_copies_then_removes_and_an_interrupted_one_leaves_the_old_whole(
+        bundle, tmp_path, monkeypatch):
+    import os
+
+    old = _old_install(tmp_path / "old", bundle, names=("a-1.0",))
+    new = tmp_path / "new"
+    monkeypatch.setattr(os, "rename", lambda *a: (_ for _ in ()).throw(OSError(18, "cross-device link")))
+    real_copytree = shutil.copytree
+
+    def failing_copytree(source, target, **kwargs):
+        shutil.copyfile(Path(source) / "bundle.json", Path(target) / "bundle.json")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shutil, "copytree", failing_copytree)
+    with pytest.raises(OSError, match="disk full"):
+        move_models(old, new)
+    assert ModelStore(new).installed() == [] and not [p for p in new.iterdir() if not p.name.startswith(".")]
+    assert sorted(p.name for p in new.iterdir()) == []  # the temporary copy is gone too
+    assert (old / "a-1.0" / "generator.safetensors").is_file() and len(ModelStore(old).installed()) == 1
+    monkeypatch.setattr(shutil, "copytree", real_copytree)
+    report = move_models(old, new)
+    assert report.moved == ["a-1.0", "b-2.0.zip"] and [c.id for c in ModelStore(new).installed()] == [
+        f"{SELF_TEST_MODEL}-0.0.1"]
+    assert sorted(p.name for p in old.iterdir()) == ["notes.txt"] and (new / "b-2.0.zip").read_bytes() == b"zipped by hand"
+
+
+def test_an_empty_old_folder_is_removed_and_the_new_one_is_never_moved_into_itself(bundle, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old / "a-1.0")
+    (old / ".downloads").mkdir()
+    assert move_models(old, tmp_path / "new").moved == ["a-1.0"] and not old.exists()
+    assert move_models(tmp_path / "new", tmp_path / "new").moved == [] and (tmp_path / "new" / "a-1.0").is_dir()
 
 
 def test_a_download_on_a_worker_thread_reports_progress_and_its_error(server, bundle_zip, tmp_path):

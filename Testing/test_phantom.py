@@ -172,7 +172,7 @@ def test_write_phantom_writes_observed_images_and_truth_readable_back(tmp_path):
     for folder in folders:
         name = folder.name
         truth = folder / "truth"
-        expected = {f"{name}_{c}.nii.gz" for c in config.contrasts} | {"truth"}
+        expected = {f"{name}_{c}.nii.gz" for c in config.contrasts} | {f"{name}_seg.nii.gz", "truth"}
         assert {p.name for p in folder.iterdir()} == expected
         expected_truth = (
             {f"{name}_{c}.nii.gz" for c in config.contrasts}
@@ -190,3 +190,14 @@ def test_write_phantom_writes_observed_images_and_truth_readable_back(tmp_path):
         assert not np.allclose(record["transforms"]["FLAIR"], np.eye(4))
     same = make_subject(config, 3, name="sub-000")
     np.testing.assert_allclose(read_volume(folders[0] / "sub-000_T1c.nii.gz").array, same.observed["T1c"].array)
+
+
+def test_a_subject_with_a_lesion_ships_its_tumour_mask_as_a_seg_file_and_one_without_none(tmp_path):
+    with_lesion = write_phantom(tmp_path / "lesion", 1, PhantomConfig(shape=(32, 32, 24)), seed=4)[0]
+    seg = read_volume(with_lesion / "sub-000_seg.nii.gz")
+    labels = read_volume(with_lesion / "truth" / "sub-000_labels.nii.gz")
+    lesion = np.isin(labels.array, [LABELS["necrosis"], LABELS["enhancing"], LABELS["edema"]])
+    assert seg.same_grid(read_volume(with_lesion / "sub-000_T1.nii.gz")) and set(np.unique(seg.array)) == {0, 1}
+    assert lesion.any() and np.array_equal(seg.array > 0, lesion)
+    without = write_phantom(tmp_path / "plain", 1, PhantomConfig(shape=(32, 32, 24), lesion=False), seed=4)[0]
+    assert not list(without.glob("*_seg.nii.gz"))

@@ -73,6 +73,48 @@ def test_outputs_are_on_the_reference_grid_with_mask_qc_and_manifest(preprocesse
     assert manifest["config"]["registration_kind"] == "rigid" and set(record["steps"]["n4"]) == {"T1", "T2", "PD"}
 
 
+def test_the_tumour_mask_comes_along_onto_the_reference_grid_and_into_the_manifest(preprocessed_phantom,
+                                                                                 phantom_folder):
+    from MRImputationLib.preprocessing.preprocessed import load_subjects
+    from MRImputationLib.core.contrasts import IXI
+
+    manifest = json.loads((preprocessed_phantom / "manifest.json").read_text())
+    for record in manifest["subjects"]:
+        name = record["subject"]
+        assert record["tumour_mask"] == f"{name}/{name}_tumour_mask.nii.gz"
+        assert record["steps"]["tumour_mask"]["on_grid_of"] == "T1" and record["steps"]["tumour_mask"]["voxels"] > 0
+        mask = read_volume(preprocessed_phantom / record["tumour_mask"])
+        seg = read_volume(phantom_folder / name / f"{name}_seg.nii.gz")
+        assert mask.same_grid(read_volume(preprocessed_phantom / record["outputs"]["T1"]))
+        assert np.array_equal(mask.array, seg.array)  # the seg lies on the reference (T1): taken as it is
+    (loaded,) = load_subjects(preprocessed_phantom, [manifest["subjects"][0]["subject"]], IXI)
+    assert loaded.tumour.dtype == bool and loaded.tumour.shape == loaded.mask.shape and loaded.tumour.any()
+
+
+def test_a_tumour_mask_on_another_contrasts_grid_follows_that_contrasts_registration(tmp_path):
+    """A mask drawn on FLAIR, whose grid is 3 mm off the reference's: the registration (FLAIR's
+    point = reference point + 3 mm in x) brings it back to the same voxels; position alone would not."""
+    from MRImputationLib.core.io import write_volume
+    from MRImputationLib.preprocessing.subject import PreprocessedSubject, tumour_mask_on_reference
+
+    t1 = Volume(np.zeros((8, 20, 30), np.float32), spacing=(1, 1, 1), origin=(0, 0, 0))
+    flair = Volume(np.zeros((8, 20, 30), np.float32), spacing=(1, 1, 1), origin=(3, 0, 0))
+    seg = np.zeros((8, 20, 30), np.uint8)
+    seg[2:6, 5:15, 10:20] = 1
+    write_volume(flair.with_array(seg), tmp_path / "s_seg.nii.gz")
+    shift = np.eye(4)
+    shift[0, 3] = 3.0
+    record = {"reference": "T1", "contrasts": ["T1", "FLAIR"],
+              "steps": {"registration": {"FLAIR": {"fixed_to_moving": shift.tolist()}}}}
+    pre = PreprocessedSubject("s", {"T1": t1, "FLAIR": flair}, t1, record)
+    mask, how = tumour_mask_on_reference(tmp_path / "s_seg.nii.gz", {"T1": t1, "FLAIR": flair}, pre)
+    assert mask.same_grid(t1) and np.array_equal(mask.array, seg)
+    assert how["on_grid_of"] == "FLAIR" and "registration" in how["how"]
+    del record["steps"]["registration"]["FLAIR"]  # not registered: by position, 3 voxels over
+    mask, how = tumour_mask_on_reference(tmp_path / "s_seg.nii.gz", {"T1": t1, "FLAIR": flair}, pre)
+    assert np.array_equal(mask.array[:, :, 13:23], seg[:, :, 10:20]) and mask.array.sum() == seg.sum()
+
+
 def test_reference_defaults_to_the_finest_grid():
     fine = Volume(np.zeros((4, 4, 4), np.float32), spacing=(1, 1, 1))
     coarse = Volume(np.zeros((4, 4, 4), np.float32), spacing=(1, 1, 3))

@@ -195,8 +195,8 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(preprocessed
     # Stop mid-epoch (after 3 of 4 steps), then continue.
     config = tmp_path / "stop.json"
     config.write_text(json.dumps({"model": "tiny", "epochs": 2, "batch_size": 8, "lr": 1e-3, "curriculum": "none",
-                                  "crop": "brain", "skip_empty": True, "steps_per_epoch": 4, "seed": 5,
-                                  "stop_after_steps": 3}))
+                                  "crop": "brain", "skip_empty": True, "mixed_precision": "off", "steps_per_epoch": 4,
+                                  "seed": 5, "stop_after_steps": 3}))
     assert main(["train", str(preprocessed), "--out", str(tmp_path / "resumed"), "--config", str(config),
                  "--split", str(split), "--progress", "none"]) == 0
     first = json.loads((tmp_path / "resumed" / "summary.json").read_text())
@@ -216,7 +216,7 @@ def test_a_resumed_run_with_the_linear_and_voxel_paths_equals_an_uninterrupted_o
 
     settings = {"model": "tiny", "model_overrides": {"generator": {"linear_path": True, "voxel_path_width": 8}},
                 "epochs": 2, "batch_size": 8, "lr": 1e-3, "curriculum": "none", "crop": "brain", "skip_empty": True,
-                "steps_per_epoch": 4, "seed": 5}
+                "mixed_precision": "off", "steps_per_epoch": 4, "seed": 5}
     straight, stop = tmp_path / "straight.json", tmp_path / "stop.json"
     straight.write_text(json.dumps(settings))
     stop.write_text(json.dumps({**settings, "stop_after_steps": 3}))
@@ -242,6 +242,21 @@ def test_training_into_a_finished_run_without_resume_is_refused(preprocessed, tm
                  "--progress", "none"]) == 2
     assert "--resume" in capsys.readouterr().err
     assert (tmp_path / "run" / "history.jsonl").read_text() == history
+
+
+def test_threads_and_precision_are_chosen_logged_and_summarised(preprocessed, tmp_path, capsys):
+    before = torch.get_num_threads()
+    summary = _train(preprocessed, tmp_path / "run", "--epochs", "1", "--steps-per-epoch", "2", "--threads", "2")
+    assert summary["threads"] == 2 and summary["precision"] == "fp32" and summary["slices_per_s"] > 0
+    log = capsys.readouterr().err
+    assert "2 CPU thread(s) (as asked)" in log and "slices/s (fp32, 2 thread(s))" in log
+    assert torch.get_num_threads() == before  # the caller's thread count comes back
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["threads"] == 2
+    from MRImputationLib.cli import main
+
+    assert main(["train", str(preprocessed), "--out", str(tmp_path / "bad"), "--config", "tiny", "--threads", "0",
+                 "--progress", "none"]) == 2
+    assert "--threads 0" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_resume_without_a_run_is_a_clear_error(preprocessed, tmp_path):
@@ -305,7 +320,8 @@ def test_the_linear_path_holds_the_linear_baseline_of_the_training_slices_and_st
     config = tmp_path / "path.json"
     config.write_text(json.dumps({"model": "tiny", "model_overrides": {"generator": {"linear_path": True}},
                                   "epochs": 1, "steps_per_epoch": 3, "batch_size": 8, "lr": 1e-3,
-                                  "curriculum": "none", "crop": "brain", "skip_empty": True}))
+                                  "curriculum": "none", "crop": "brain", "skip_empty": True,
+                                  "mixed_precision": "off"}))
     run = tmp_path / "run"
     assert _train(preprocessed, run, config=str(config))["global_step"] == 3
     weights = _weights(run)
@@ -336,7 +352,8 @@ def test_the_voxel_path_starts_at_zero_trains_with_the_generator_and_survives_ex
     config = tmp_path / "voxel.json"
     config.write_text(json.dumps({"model": "tiny", "model_overrides": {"generator": {"voxel_path_width": 8}},
                                   "epochs": 1, "steps_per_epoch": 3, "batch_size": 8, "lr": 1e-3,
-                                  "curriculum": "none", "crop": "brain", "skip_empty": True}))
+                                  "curriculum": "none", "crop": "brain", "skip_empty": True,
+                                  "mixed_precision": "off"}))
     run = tmp_path / "run"
     _train(preprocessed, run, config=str(config))
     weights = _weights(run)

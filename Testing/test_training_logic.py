@@ -20,9 +20,9 @@ from MRImputationLib.core.events import EpochEvent, ProgressEvent
 from MRImputationLib.core.progress import Progress
 from MRImputationLib.pipelines.after_training import set_aside_outdated_evaluation
 from MRImputationLib.slicer.process import parse_event
-from MRImputationLib.slicer.training_decisions import (DataSummary, TrainingCurves, TrainingMonitor, TrainingOptions,
-                                                       summarize_data, training_command)
+from MRImputationLib.slicer.training_decisions import DataSummary, TrainingOptions, summarize_data, training_command
 from MRImputationLib.slicer.training_job import planned_epochs, start_training
+from MRImputationLib.slicer.training_progress import TrainingCurves, TrainingMonitor
 
 
 def _touch(folder: Path, *names: str) -> Path:

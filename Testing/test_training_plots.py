@@ -7,7 +7,7 @@ import math
 import pytest
 import slicer  # the slicer-core package (pyproject's test extra): missing means the set-up is broken, not a skip
 
-from MRImputationLib.slicer.training_decisions import CURVE_COLUMNS, TrainingCurves
+from MRImputationLib.slicer.training_progress import CURVE_COLUMNS, TrainingCurves
 from MRImputationLib.slicer.training_plots import ATTRIBUTE, TrainingPlots
 
 RECORDS = [{"epoch": 1, "loss_g": 0.9, "loss_d": 0.7, "loss_l1": 0.3, "loss_adv": 0.6},

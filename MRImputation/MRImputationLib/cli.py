@@ -19,6 +19,9 @@ from .core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, C
 from .core.progress import Progress
 
 
+MODEL_HELP = "a model bundle (folder or .zip), a training run folder, or a model name (see `mrimpute models`)"
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     parts = [int(p) for p in text.replace("x", ",").split(",")]
     if len(parts) != 3 or min(parts) < 8:
@@ -78,6 +81,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="override the preset's learning rate")
     parser.add_argument("--image-size", type=int, help="network input size (a power of two)")
     parser.add_argument("--steps-per-epoch", type=int, help="cap the steps of an epoch (bounded-time runs)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads of the training process (default: the cores not already busy, per the "
+                             "1-minute load average; at most OMP_NUM_THREADS when set)")
     parser.add_argument("--curriculum", help="mmgan, two-stage, none, or a .json file of stages")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--contrasts", "--modalities", dest="contrasts", type=_comma_list, default=None,
@@ -96,8 +102,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     after.add_argument("--install", action="store_true",
                        help="install the bundle where MR Imputation lists its models (see --models-folder)")
     after.add_argument("--models-folder", type=Path, metavar="DIR",
-                       help="where --install puts it (default $MRIMPUTATION_MODELS, else the user cache folder; "
-                            "train.py inside Slicer: Slicer's MRImputation/models cache folder)")
+                       help="where --install puts it (default $MRIMPUTATION_MODELS, else ~/.mrimputation/models, "
+                            "where MR Imputation lists models)")
     _add_progress(parser)
 
 
@@ -110,9 +116,11 @@ def cmd_train(args: argparse.Namespace, progress: Progress) -> dict:
     after = AfterTraining(evaluate=args.evaluate, export=export, bundle=args.bundle, install=args.install,
                           models_folder=args.models_folder)
     check_train_data(data, out, args.resume)
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads {args.threads}: give at least 1, or leave it out for the adaptive choice.")
     after.check()
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                 "steps_per_epoch": args.steps_per_epoch, "curriculum": args.curriculum}
+                 "steps_per_epoch": args.steps_per_epoch, "curriculum": args.curriculum, "threads": args.threads}
     if args.image_size:
         overrides["model_overrides"] = {"image_size": args.image_size}
     if len(after.steps) > 1:
@@ -124,17 +132,30 @@ def cmd_train(args: argparse.Namespace, progress: Progress) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace, progress: Progress) -> dict:
     from .pipelines.evaluate import evaluate_model
+    from .pipelines.models import resolve_model
 
-    return evaluate_model(Path(args.model), Path(args.data), Path(args.out), subjects=args.subjects,
-                          split_file=args.split, device=args.device, baseline=not args.no_baseline, progress=progress)
+    return evaluate_model(resolve_model(args.model, "MODEL", progress.log), Path(args.data), Path(args.out),
+                          subjects=args.subjects, split_file=args.split, device=args.device,
+                          baseline=not args.no_baseline, progress=progress)
 
 
 def cmd_export(args: argparse.Namespace, progress: Progress) -> dict:
     from .pipelines.export import export_run
 
-    path = export_run(args.run, args.bundle, name=args.name, version=args.version, which=args.checkpoint)
+    try:
+        card = json.loads(Path(args.card).read_text(encoding="utf-8")) if args.card else None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{args.card}: not a readable JSON model card ({error}); fix the file or leave out --card.")
+    path = export_run(args.run, args.bundle, name=args.name, version=args.version, which=args.checkpoint,
+                      half=args.half, baseline=not args.no_baseline, progress=progress, card=card)
     progress.log(f"bundle written to {path}")
     return {"bundle": str(path)}
+
+
+def cmd_models(args: argparse.Namespace, progress: Progress) -> dict:
+    from .pipelines.models import show_models
+
+    return show_models(args.json, progress)
 
 
 def cmd_data_ixi(args: argparse.Namespace, progress: Progress) -> dict:
@@ -164,31 +185,19 @@ def cmd_impute(args: argparse.Namespace, progress: Progress) -> dict:
                             n4=False if args.no_n4 else None, register=not args.no_register,
                             uncertainty=args.uncertainty, seed=args.seed, self_check=args.self_check,
                             write_registered=args.write_registered)
-    report = impute(args.model, _named_paths(args.input, "--input"), Path(args.out), options, progress,
-                    references=_named_paths(args.reference, "--reference"))
+    from .pipelines.models import resolve_model
+
+    report = impute(resolve_model(args.model, "--model", progress.log), _named_paths(args.input, "--input"),
+                    Path(args.out), options, progress, references=_named_paths(args.reference, "--reference"))
     return {"out": str(args.out), "synthesized": report["synthesized"], "files": report["files"],
             "timings": report["timings"], "self_check": report.get("self_check"),
             "comparison": report.get("comparison")}
 
 
 def cmd_compare(args: argparse.Namespace, progress: Progress) -> dict:
-    from .core.atomic import write_text
-    from .core.io import read_volume, write_volume
-    from .evaluation.error_maps import compare_volumes
-    from .preprocessing.qc import error_figure
+    from .pipelines.compare import compare_files
 
-    synthetic, real = read_volume(args.synthetic), read_volume(args.real)
-    mask = read_volume(args.mask) if args.mask else None
-    result = compare_volumes(synthetic, real, mask, normalized=not args.same_units)
-    out = Path(args.out)
-    write_volume(result["error"], out / "error.nii.gz")
-    error_figure(real, result["synthetic"], result["error"], out / "error.png", title=Path(args.synthetic).name,
-                 mask=result["mask"])
-    metrics = {k: float(v) for k, v in result["metrics"].items()}
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    progress.log(f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, MAE {metrics['mae']:.4f} "
-                 f"(brain voxels, units of {Path(args.real).name} / its 99.5th percentile); error map in {out}")
-    return {"out": str(out), "metrics": metrics}
+    return compare_files(Path(args.synthetic), Path(args.real), Path(args.out), args.mask, args.same_units, progress)
 
 
 def cmd_demo(args: argparse.Namespace, progress: Progress) -> dict:
@@ -242,7 +251,7 @@ def _add_train_command(commands) -> None:
 def _add_evaluate_command(commands) -> None:
     """`mrimpute evaluate`: metrics of a model on preprocessed subjects."""
     p = commands.add_parser("evaluate", help="per-scenario, per-subject metrics with the linear baseline beside")
-    p.add_argument("model", help="a model bundle (folder or .zip) or a training run folder")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("data", help="a preprocessed folder, or raw subjects (preprocessed into OUT first)")
     p.add_argument("--out", required=True, help="folder for results.md/.csv/.json and plots")
     p.add_argument("--subjects", type=_comma_list, help="comma-separated subject names to evaluate")
@@ -261,8 +270,19 @@ def _add_export_command(commands) -> None:
     p.add_argument("--name")
     p.add_argument("--version", default="0.1.0")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--half", action="store_true", help="weights stored as float16 (half the size; loaded as float32)")
+    p.add_argument("--no-baseline", action="store_true", help="leave out the linear baseline of the training split")
+    p.add_argument("--card", type=Path, help="a JSON model card: description, intended_use, license, metrics")
     _add_progress(p)
     p.set_defaults(handler=cmd_export)
+
+
+def _add_models_command(commands) -> None:
+    """`mrimpute models`: the built-in and installed models."""
+    p = commands.add_parser("models", help="list the built-in and installed models (name, version, contrasts, path)")
+    p.add_argument("--json", action="store_true", help="print one JSON document (for machines) instead of a table")
+    _add_progress(p)
+    p.set_defaults(handler=cmd_models)
 
 
 def _add_data_command(commands) -> None:
@@ -279,7 +299,7 @@ def _add_data_command(commands) -> None:
 def _add_impute_command(commands) -> None:
     """`mrimpute impute`: missing contrasts of one subject from the given ones."""
     p = commands.add_parser("impute", help="the main job: missing contrasts from the given ones")
-    p.add_argument("--model", required=True, help="a model bundle (folder or .zip) or a training run folder")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--input", action="append", metavar="NAME=PATH", required=True,
                    help="a given contrast, e.g. --input T1=t1.nii.gz (repeat for each)")
     p.add_argument("--out", required=True, help="output folder")
@@ -330,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"MRImputationLib {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in (_add_phantom_command, _add_preprocess_command, _add_train_command, _add_evaluate_command,
-                        _add_export_command, _add_data_command, _add_impute_command, _add_compare_command,
-                        _add_demo_command):
+                        _add_export_command, _add_models_command, _add_data_command, _add_impute_command,
+                        _add_compare_command, _add_demo_command):
         add_command(commands)
     return parser
 

@@ -87,12 +87,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    from MRImputationLib.pipelines.impute import _cpu_has_bf16
+    from MRImputationLib.core.device import cpu_has_native_bf16
 
     rows, outputs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (batch, precision, skip) in PATHS.items():
-            if precision == "bf16" and args.device == "cpu" and not _cpu_has_bf16():
+            if precision == "bf16" and args.device == "cpu" and not cpu_has_native_bf16():
                 print(f"{name}: skipped, this CPU has no native bf16 (AVX-512 BF16/AMX); it would be emulated")
                 continue
             result_file = Path(tmp) / f"{len(outputs)}.npy"

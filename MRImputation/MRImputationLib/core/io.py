@@ -75,14 +75,21 @@ def read_volume(path: str | os.PathLike, contrast: str | None = None) -> Volume:
     return Volume.from_sitk(image, contrast=contrast, source=str(path))
 
 
-def write_volume(volume: Volume, path: str | os.PathLike, dtype=None) -> Path:
-    """Write atomically (temp file then rename); the format follows the file name's suffix."""
+def write_volume(volume: Volume, path: str | os.PathLike, dtype=None, description: str | None = None) -> Path:
+    """Write atomically (temp file then rename); the format follows the file name's suffix.
+
+    `description`: a NIfTI file's `descrip` header field (ASCII, cut to 79 characters; e.g. that the
+    volume is synthetic, core/labels.py); ITK writes it from the image's "ITK_FileNotes" metadata.
+    """
     import SimpleITK as sitk
 
     path = Path(path)
     if not is_volume_file(path):
         raise InputError(f"{path}: unknown volume format; use .nii.gz, .nii or .nrrd.")
     out = volume if dtype is None else volume.with_array(volume.array.astype(dtype))
+    image = out.to_sitk()
+    if description:
+        image.SetMetaData("ITK_FileNotes", description.encode("ascii", "replace").decode("ascii")[:79])
     with atomic_file(path) as tmp:
-        sitk.WriteImage(out.to_sitk(), str(tmp), useCompression=path.name.endswith((".gz", ".nrrd")))
+        sitk.WriteImage(image, str(tmp), useCompression=path.name.endswith((".gz", ".nrrd")))
     return path

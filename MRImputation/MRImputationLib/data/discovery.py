@@ -6,6 +6,11 @@ name with the contrast token removed (`IXI002-Guys-0828-T1` -> `IXI002-Guys-0828
 (`case7/t1.nii.gz` -> `case7`). This covers IXI's flat tarball contents, BraTS 2021/2023 and
 BrainLesion folders, and one folder per subject. Folders named `truth` (the phantom's ground
 truth) are not inputs and are skipped.
+
+Label files ride along with their subject: a file whose name has the token `seg`
+(`TCGA_CS_4943_20000902_seg`, `BraTS2021_00000_seg`) is the subject's tumour mask (every non-zero
+voxel is tumour), kept as `SubjectFiles.labels["tumour"]`; it is never a contrast. Other non-contrast
+files (brain masks, our own side outputs) are ignored.
 """
 
 from __future__ import annotations
@@ -21,24 +26,44 @@ from ..core.errors import InputError
 from ..core.io import is_volume_file, strip_volume_suffix
 
 SKIPPED_FOLDERS = {"truth", "qc", "__MACOSX"}
+# File-name token -> the label a subject's file of that name holds.
+LABEL_TOKENS = {"seg": "tumour"}
 
 
 @dataclass
 class SubjectFiles:
-    """One subject's contrast files (contrast name -> path)."""
+    """One subject's contrast files (contrast name -> path) and label files (label name -> path,
+    e.g. "tumour" -> its `_seg` file)."""
 
     subject: str
     files: dict[str, Path] = field(default_factory=dict)
+    labels: dict[str, Path] = field(default_factory=dict)
 
     def has(self, contrasts: Sequence[str]) -> bool:
         return all(canonical_contrast(c) in self.files for c in contrasts)
 
 
+def _tokens(path: Path) -> list[str]:
+    return re.split(r"([-_.\s]+)", strip_volume_suffix(path.name))
+
+
+def label_kind(path: Path) -> str | None:
+    """The label a file holds by its name ("tumour" for a `_seg` file), or None.
+
+    >>> label_kind(Path("TCGA_CS_4943_20000902_seg.nii.gz")), label_kind(Path("case_t1.nii.gz"))
+    ('tumour', None)
+    """
+    return next((LABEL_TOKENS[t.lower()] for t in _tokens(path) if t.lower() in LABEL_TOKENS), None)
+
+
 def subject_key(path: Path) -> str:
-    """The subject a file belongs to: its name without the contrast token, else its folder's name."""
-    stem = strip_volume_suffix(path.name)
-    parts = re.split(r"([-_.\s]+)", stem)
-    kept = [p for p in parts if not is_contrast_token(p)]
+    """The subject a file belongs to: its name without the contrast (or label) token, else its folder's name.
+
+    >>> subject_key(Path("TCGA_CS_4943_20000902_seg.nii.gz")), subject_key(Path("case7/t1.nii.gz"))
+    ('TCGA_CS_4943_20000902', 'case7')
+    """
+    parts = _tokens(path)
+    kept = [p for p in parts if not is_contrast_token(p) and p.lower() not in LABEL_TOKENS]
     key = "".join(kept).strip("-_. ")
     key = re.sub(r"[-_.\s]{2,}", lambda m: m.group(0)[0], key)
     return key or path.parent.name
@@ -60,12 +85,15 @@ def discover_subjects(folder: str | os.PathLike, contrasts: Sequence[str] | None
     wanted = {canonical_contrast(c) for c in contrasts} if contrasts else None
     subjects: dict[str, SubjectFiles] = {}
     unrecognised: list[str] = []
+    labels: list[Path] = []
     for path in _volume_files(folder):
         try:
             contrast = contrast_from_filename(path)
         except InputError:
             unrecognised.append(str(path.relative_to(folder)))
             continue
+        if contrast is None and label_kind(path):
+            labels.append(path)
         if contrast is None or (wanted is not None and contrast not in wanted):
             continue
         key = subject_key(path)
@@ -76,6 +104,7 @@ def discover_subjects(folder: str | os.PathLike, contrasts: Sequence[str] | None
                 "Keep one file per contrast and subject."
             )
         subject.files[contrast] = path
+    _attach_labels(folder, subjects, labels)
     if not subjects:
         hint = f" Files whose names name no contrast: {', '.join(unrecognised[:5])}." if unrecognised else ""
         raise InputError(
@@ -83,3 +112,16 @@ def discover_subjects(folder: str | os.PathLike, contrasts: Sequence[str] | None
             f"such as _t1, -T2, _flair, -t1c, -PD).{hint}"
         )
     return [subjects[k] for k in sorted(subjects)]
+
+
+def _attach_labels(folder: Path, subjects: dict[str, SubjectFiles], labels: list[Path]) -> None:
+    """Each label file to its subject (by the same key as its contrasts); one without a subject is ignored."""
+    for path in labels:
+        subject = subjects.get(subject_key(path))
+        if subject is None:
+            continue
+        kind = label_kind(path)
+        if kind in subject.labels:
+            raise InputError(f"{folder}: subject {subject.subject} has two {kind} label files ({subject.labels[kind]} "
+                             f"and {path}). Keep one per subject.")
+        subject.labels[kind] = path

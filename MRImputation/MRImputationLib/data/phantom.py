@@ -34,7 +34,8 @@ from ..core.contrasts import canonical_contrast
 from ..core.errors import InputError
 from ..core.io import write_volume
 from ..core.volume import Volume
-from .phantom_anatomy import BRAIN_LABELS, GADOLINIUM_R1, LABELS, TISSUES, make_labels, physical_axes, smooth_noise
+from .phantom_anatomy import (BRAIN_LABELS, GADOLINIUM_R1, LABELS, LESION_LABELS, TISSUES, make_labels, physical_axes,
+                              smooth_noise)
 
 # Sequence parameters (ms). kind "SE": spin echo; "IR": inversion recovery. "gd": gadolinium given.
 SEQUENCES: dict[str, dict] = {
@@ -267,7 +268,9 @@ def write_subject(subject: PhantomSubject, folder: Path) -> Path:
     """Write a subject: observed images in `folder`, the truth in `folder/truth`; returns `folder`.
 
     Layout: `<name>_<C>.nii.gz` (observed), `truth/<name>_<C>.nii.gz`, `truth/<name>_bias_<C>.nii.gz`,
-    `truth/<name>_labels.nii.gz`, `truth/<name>_brainmask.nii.gz` and `truth/transforms.json`.
+    `truth/<name>_labels.nii.gz`, `truth/<name>_brainmask.nii.gz` and `truth/transforms.json`; with a
+    lesion also `<name>_seg.nii.gz`, its tumour mask (0/1: necrosis, enhancing rim and edema) as a
+    data set ships one, on the first contrast's grid and anatomy (the reference, never moved).
     """
     folder = Path(folder)
     name = subject.name
@@ -282,6 +285,10 @@ def write_subject(subject: PhantomSubject, folder: Path) -> Path:
             write_volume(volume, truth / f"{name}_bias_{contrast}.nii.gz", dtype=np.float32)
         write_volume(subject.labels, truth / f"{name}_labels.nii.gz", dtype=np.uint8)
         write_volume(subject.brain_mask, truth / f"{name}_brainmask.nii.gz", dtype=np.uint8)
+        lesion = np.isin(subject.labels.array, LESION_LABELS)
+        if lesion.any():
+            write_volume(subject.labels.with_array(lesion.astype(np.uint8), contrast="seg"), tmp / f"{name}_seg.nii.gz",
+                         dtype=np.uint8)
         record = {
             "convention": TRANSFORM_CONVENTION,
             "transforms": {c: np.asarray(m, float).tolist() for c, m in subject.truth_to_observed.items()},

@@ -3,7 +3,9 @@
 The harness, not the imputer, zeroes the missing channels before `predict`, so no imputer can
 see the truth it is asked to synthesize. Scores are computed in each true volume's original units
 (through the subject's `denormalize`) with `metrics.project_metrics` and, in separate columns,
-`metrics.legacy_metrics`.
+`metrics.legacy_metrics`. A subject with a tumour mask also gets PSNR and SSIM inside the tumour and
+in the rest of the brain (BraSyn's split, EVALUATION.md): rows and summary lines then carry
+REGION_METRICS, which subjects without a mask leave out.
 
 >>> import numpy as np
 >>> from MRImputationLib.core.contrasts import IXI
@@ -33,6 +35,7 @@ from ..preprocessing.preprocessed import LoadedSubject
 from .metrics import evaluation_units, legacy_metrics, paired_test, project_metrics
 
 METRICS = ("psnr", "ssim", "mae", "legacy_psnr", "legacy_ssim")
+REGION_METRICS = ("tumour_psnr", "tumour_ssim", "nontumour_psnr", "nontumour_ssim")
 OVERALL = "overall"
 
 
@@ -57,6 +60,7 @@ class EvalSubject:
     mask: np.ndarray
     denormalize: Callable[[int, np.ndarray], np.ndarray] | None = None
     frame: Volume | None = None  # the reference grid, for imputers that cut slices (wants_frame)
+    tumour: np.ndarray | None = None  # (z, y, x) bool tumour mask; None: no tumour scores
 
     def original(self, channel: int, array: np.ndarray) -> np.ndarray:
         return np.asarray(array if self.denormalize is None else self.denormalize(channel, array))
@@ -92,6 +96,11 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(np.mean(array)), float(np.std(array, ddof=1)) if array.size > 1 else 0.0
 
 
+def _region_values(rows: Sequence[dict], metric: str) -> list[float]:
+    """`metric` of the rows that have it (subjects with a tumour mask), NaN (an empty region) left out."""
+    return [r[metric] for r in rows if metric in r and not math.isnan(r[metric])]
+
+
 @dataclass
 class EvaluationResult:
     """Per-subject scores (`rows`), example slices for figures, and the summaries of EVALUATION.md."""
@@ -123,8 +132,12 @@ class EvaluationResult:
             for info in self.scenarios:
                 cell = [r for r in self.rows if r["method"] == method and r["subject"] == subject and r["scenario"] == info["scenario"]]
                 if cell:
-                    per_scenario.append({m: float(np.mean([r[m] for r in cell])) for m in METRICS})
+                    scores = {m: float(np.mean([r[m] for r in cell])) for m in METRICS}
+                    scores.update({m: float(np.mean(v)) for m in REGION_METRICS if (v := _region_values(cell, m))})
+                    per_scenario.append(scores)
             result[subject] = {"subject": subject, **{m: float(np.mean([s[m] for s in per_scenario])) for m in METRICS}}
+            result[subject].update({m: float(np.mean(v)) for m in REGION_METRICS
+                                    if (v := _region_values(per_scenario, m))})
         return result
 
     def comparisons(self, metric: str = "psnr") -> list[dict]:
@@ -151,6 +164,10 @@ class EvaluationResult:
         entry = {"method": method, "scenario": bits, "scenario_label": label, "contrast": contrast, "n": len(cell)}
         for metric in METRICS:
             entry[f"{metric}_mean"], entry[f"{metric}_std"] = _mean_std([r[metric] for r in cell])
+        if any(m in r for r in cell for m in REGION_METRICS):  # tumour scores: only where some subject has a mask
+            entry["n_tumour"] = len(_region_values(cell, "tumour_psnr"))
+            for metric in REGION_METRICS:
+                entry[f"{metric}_mean"], entry[f"{metric}_std"] = _mean_std(_region_values(cell, metric))
         return entry
 
 
@@ -176,6 +193,9 @@ def _middle_slice(mask: np.ndarray) -> int:
 def _subject_arrays(subject: EvalSubject, contrasts: ContrastSet) -> tuple:
     """The subject, checked, as (stack, mask, each channel's truth in original units, their evaluation units)."""
     _check_subject(subject, contrasts)
+    if subject.tumour is not None and np.shape(subject.tumour) != np.shape(subject.mask):
+        raise InputError(f"subject {subject.name}: tumour mask {np.shape(subject.tumour)} does not match the brain "
+                         f"mask's grid {np.shape(subject.mask)}.")
     stack = np.asarray(subject.stack, np.float32)
     mask = np.asarray(subject.mask, bool)
     truths = [subject.original(c, stack[c]) for c in range(len(contrasts))]
@@ -205,15 +225,18 @@ def _predict(imputer: Imputer, given: np.ndarray, scenario: Scenario, subject: E
 
 
 def _score_row(method: str, info: dict, contrast: str, subject: str, prediction: np.ndarray, truth: np.ndarray,
-               mask: np.ndarray) -> dict:
-    """One row of scores: the project metrics inside the mask and the legacy ones, in original units."""
-    project = project_metrics(prediction, truth, mask)
+               mask: np.ndarray, tumour: np.ndarray | None = None) -> dict:
+    """One row of scores: the project metrics inside the mask and the legacy ones, in original units;
+    with a tumour mask, the project's PSNR and SSIM inside the tumour and in the rest of the brain too."""
+    regions = None if tumour is None else {"tumour": tumour, "nontumour": ~tumour}
+    project = project_metrics(prediction, truth, mask, regions)
     legacy = legacy_metrics(prediction, truth)
     return {
         "method": method, "scenario": info["scenario"], "scenario_label": info["scenario_label"],
         "contrast": contrast, "subject": subject,
         "psnr": project["psnr"], "ssim": project["ssim"], "mae": project["mae"],
         "legacy_psnr": legacy["psnr"], "legacy_ssim": legacy["ssim"],
+        **{m: project[m] for m in REGION_METRICS if m in project},
     }
 
 
@@ -243,6 +266,7 @@ def evaluate(
     total = max(1, len(subjects) * len(scenarios))
     for subject_index, subject in enumerate(subjects):
         stack, mask, truths, units = _subject_arrays(subject, contrasts)
+        tumour = None if subject.tumour is None else np.asarray(subject.tumour, bool)
         keep = subject_index < keep_examples
         z = _middle_slice(mask) if keep else 0
         for scenario_index, (scenario, info) in enumerate(zip(scenarios, infos)):
@@ -260,7 +284,7 @@ def evaluate(
                 for m in missing:
                     prediction = subject.original(m, output[m])
                     rows.append(_score_row(imputer.name, info, contrasts.names[m], subject.name, prediction, truths[m],
-                                           mask))
+                                           mask, tumour))
                     if keep:
                         scenario_examples[m].synthesis[imputer.name] = prediction[z] / units[m]
             if on_progress is not None:
@@ -271,4 +295,4 @@ def evaluate(
 
 def eval_subjects(loaded: Sequence[LoadedSubject]) -> list[EvalSubject]:
     """Subjects loaded from a preprocessed folder, as the harness scores them."""
-    return [EvalSubject(s.name, s.stack, s.mask, s.denormalize, frame=s.frame) for s in loaded]
+    return [EvalSubject(s.name, s.stack, s.mask, s.denormalize, frame=s.frame, tumour=s.tumour) for s in loaded]

@@ -31,6 +31,8 @@ SSIM_SIGMA = 1.5
 # skimage's Gaussian window for sigma 1.5 has radius int(3.5 * 1.5 + 0.5) = 5, i.e. 11 taps.
 SSIM_RADIUS = 5
 MIN_PAIRED_SUBJECTS = 5
+# legacy_metrics skips a slice whose truth varies by no more than this fraction of its maximum.
+CONSTANT_SLICE_TOLERANCE = 1e-6
 
 
 def _check_shapes(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> None:
@@ -86,7 +88,8 @@ def evaluation_units(truth: np.ndarray, mask: np.ndarray) -> float:
     return units
 
 
-def project_metrics(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict:
+def project_metrics(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray,
+                    regions: dict[str, np.ndarray] | None = None) -> dict:
     """PSNR (dB), SSIM and MAE of `prediction` against `truth` inside the brain `mask`.
 
     Both arrays are (z, y, x) on the reference grid in the truth's original units; both are divided
@@ -96,6 +99,11 @@ def project_metrics(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray)
     Slices with no mask voxel are skipped: they contribute nothing to that average.
 
     Returns {"psnr", "ssim", "mae"} plus "mse" and "units" (the divisor used).
+
+    `regions` (name -> boolean array on the same grid, e.g. {"tumour": t, "nontumour": ~t}) adds
+    "<name>_psnr" and "<name>_ssim" for the brain voxels inside each region, BraSyn's way: the same
+    units, and the same SSIM map averaged over that region's voxels (not recomputed on a crop).
+    A region with no brain voxel gets NaN scores.
 
     Outside the mask both images are set to 0 before SSIM, so nothing outside the brain changes
     any of the three scores (otherwise SSIM windows within 5 voxels of the brain's edge would
@@ -118,17 +126,42 @@ def project_metrics(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray)
     difference = p[mask] - t[mask]
     mse = float(np.mean(difference**2))
     ssim_sum, counted = 0.0, 0
+    ssim_volume = np.zeros(t.shape) if regions else None
     for z in np.flatnonzero(mask.any(axis=(1, 2))):
         _, ssim_map = _ssim_map(t[z], p[z])
         ssim_sum += float(ssim_map[mask[z]].sum())
         counted += int(mask[z].sum())
-    return {
+        if ssim_volume is not None:
+            ssim_volume[z] = ssim_map
+    scores = {
         "psnr": _psnr(mse),
         "ssim": ssim_sum / counted,
         "mae": float(np.mean(np.abs(difference))),
         "mse": mse,
         "units": units,
     }
+    for name, region in (regions or {}).items():
+        scores.update(_region_scores(name, region, mask, p, t, ssim_volume))
+    return scores
+
+
+def _region_scores(name: str, region: np.ndarray, mask: np.ndarray, p: np.ndarray, t: np.ndarray,
+                   ssim_volume: np.ndarray) -> dict:
+    """PSNR and SSIM over the brain voxels of one region, from the whole volume's units and SSIM map."""
+    region = np.asarray(region, bool)
+    if region.shape != mask.shape:
+        raise InputError(f"the {name} region has shape {region.shape}, the volumes {mask.shape}: give it on the same grid.")
+    inside = region & mask
+    if not inside.any():
+        return {f"{name}_psnr": math.nan, f"{name}_ssim": math.nan}
+    mse = float(np.mean((p[inside] - t[inside]) ** 2))
+    return {f"{name}_psnr": _psnr(mse), f"{name}_ssim": float(ssim_volume[inside].mean())}
+
+
+def _constant(image: np.ndarray) -> bool:
+    """Whether a slice holds no structure: empty, or one value everywhere (up to float rounding)."""
+    top, bottom = float(image.max()), float(image.min())
+    return not top > 0 or top - bottom <= CONSTANT_SLICE_TOLERANCE * abs(top)
 
 
 def legacy_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict:
@@ -139,19 +172,30 @@ def legacy_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict:
     radius at each border is cropped), with population covariance and data_range 1. PSNR, SSIM and
     MSE are then averaged over slices.
 
-    Choices where the original is undefined: slices whose truth maximum is not positive (empty
-    background slices) are skipped, since dividing by a zero maximum is meaningless; a prediction
-    slice whose maximum is not positive is left undivided. Returns the number of slices scored.
+    Choices where the original is undefined: slices whose truth is empty or constant (its maximum
+    not positive, or one value everywhere up to float rounding: background above or below the
+    head, a grey background) are skipped. Such a slice has no structure to score, divided by its
+    maximum it becomes all ones, and a method that puts the same constant there (e.g. the
+    background every imputer leaves outside the brain, mapped back to original units) matches it
+    exactly: an infinite PSNR that made the whole average infinite. A prediction slice whose
+    maximum is not positive is left undivided. An exact prediction of a slice with structure
+    still scores an infinite PSNR (a perfect prediction). Returns the number of slices scored.
+
+    >>> import numpy as np
+    >>> truth = np.random.default_rng(0).uniform(1, 2, (3, 16, 16)); truth[0] = 30.0
+    >>> prediction = truth * 1.1; prediction[0] = 30.0  # the constant slice matched exactly
+    >>> scores = legacy_metrics(prediction, truth)
+    >>> bool(np.isfinite(scores["psnr"])), scores["n_slices"]
+    (True, 2)
     """
     prediction = np.asarray(prediction, np.float64)
     truth = np.asarray(truth, np.float64)
     _check_shapes(prediction, truth)
     psnrs, ssims, mses = [], [], []
     for z in range(truth.shape[0]):
-        t_max = truth[z].max()
-        if not t_max > 0:
+        if _constant(truth[z]):
             continue
-        t = truth[z] / t_max
+        t = truth[z] / truth[z].max()
         p_max = prediction[z].max()
         p = prediction[z] / p_max if p_max > 0 else prediction[z]
         mse = float(np.mean((p - t) ** 2))
@@ -159,7 +203,8 @@ def legacy_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict:
         psnrs.append(math.inf if mse <= 0 else float(20.0 * math.log10(1.0 / math.sqrt(mse))))
         ssims.append(float(_ssim_map(t, p)[0]))
     if not psnrs:
-        raise InputError("the true volume is zero everywhere: no slice can be scored with the legacy metric.")
+        raise InputError("the true volume is empty or constant in every axial slice: no slice can be scored with "
+                         "the legacy metric. Check that the truth is the right image.")
     return {
         "psnr": float(np.mean(psnrs)),
         "ssim": float(np.mean(ssims)),

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_file, write_text
-from .harness import METRICS, OVERALL, EvaluationResult
+from .harness import METRICS, OVERALL, REGION_METRICS, EvaluationResult
 
 ROW_FIELDS = ("method", "scenario", "scenario_label", "contrast", "subject", *METRICS)
 UNITS_NOTE = (
@@ -23,6 +23,14 @@ UNITS_NOTE = (
     "truth's 99.5th percentile inside the brain mask and clipped to [0, 1]; PSNR in dB, SSIM 2-D Gaussian "
     "σ 1.5 averaged over brain voxels, MAE in those units. Cells: mean ± std over subjects (n)."
 )
+REGION_NOTE = (
+    "Inside the tumour and in the rest of the brain (BraSyn's split), for subjects with a tumour mask (their "
+    "`_seg` file): the project metric's units and its SSIM map, averaged over the tumour's brain voxels and over "
+    "the other brain voxels. A model that is good on healthy tissue and blurs the tumour shows it here. "
+    "Cells: tumour PSNR / SSIM / rest-of-brain PSNR / SSIM, mean ± std over subjects with a mask (n)."
+)
+HEADERS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mae": "MAE", "tumour_psnr": "tumour PSNR", "tumour_ssim": "tumour SSIM",
+           "nontumour_psnr": "rest PSNR", "nontumour_ssim": "rest SSIM"}
 LEGACY_NOTE = (
     "Legacy MM-GAN metric, for continuity only (never optimized for): per axial slice, whole image, each "
     "image divided by its own maximum; it hides global intensity errors and is inflated by background."
@@ -59,9 +67,15 @@ def _cell(summary: list[dict], method: str, bits: str, contrast: str) -> dict | 
     return next((e for e in summary if e["method"] == method and e["scenario"] == bits and e["contrast"] == contrast), None)
 
 
-def _table(result: EvaluationResult, summary: list[dict], metrics: tuple[tuple[str, int], ...]) -> list[str]:
+def has_tumour_scores(summary: list[dict]) -> bool:
+    """Whether any summary line carries the tumour / rest-of-brain scores (some subject had a tumour mask)."""
+    return any("n_tumour" in entry for entry in summary)
+
+
+def _table(result: EvaluationResult, summary: list[dict], metrics: tuple[tuple[str, int], ...],
+           count: str = "n") -> list[str]:
     methods = result.methods
-    header = " / ".join({"psnr": "PSNR (dB)", "ssim": "SSIM", "mae": "MAE"}[m.replace("legacy_", "")] for m, _ in metrics)
+    header = " / ".join(HEADERS[m.replace("legacy_", "")] for m, _ in metrics)
     lines = [
         "| Scenario | Missing | " + " | ".join(f"{m.replace('|', '/')}: {header}" for m in methods) + " |",
         "|---|---|" + "---|" * len(methods),
@@ -71,7 +85,10 @@ def _table(result: EvaluationResult, summary: list[dict], metrics: tuple[tuple[s
         texts = []
         for method in methods:
             entry = _cell(summary, method, bits, contrast)
-            texts.append("–" if entry is None else " / ".join(_mean_std(entry, m, d) for m, d in metrics) + f" ({entry['n']})")
+            if entry is None or f"{metrics[0][0]}_mean" not in entry:
+                texts.append("–")
+            else:
+                texts.append(" / ".join(_mean_std(entry, m, d) for m, d in metrics) + f" ({entry[count]})")
         scenario = label if bits == OVERALL else f"{label} (`{bits}`)"
         lines.append(f"| {scenario} | {contrast} | " + " | ".join(texts) + " |")
     return lines
@@ -81,6 +98,9 @@ def _markdown(result: EvaluationResult, summary: list[dict], comparisons: list[d
     subjects = sorted({r["subject"] for r in result.rows})
     lines = [f"# {title}", "", f"{len(subjects)} test subject(s); methods: {', '.join(result.methods)}.", "", UNITS_NOTE, ""]
     lines += _table(result, summary, (("psnr", 2), ("ssim", 3), ("mae", 4)))
+    if has_tumour_scores(summary):
+        lines += ["", "## Tumour and the rest of the brain", "", REGION_NOTE, ""]
+        lines += _table(result, summary, tuple((m, 2 if m.endswith("psnr") else 3) for m in REGION_METRICS), "n_tumour")
     lines += ["", "## Legacy MM-GAN metric", "", LEGACY_NOTE, ""]
     lines += _table(result, summary, (("legacy_psnr", 2), ("legacy_ssim", 3)))
     lines += ["", "## Paired tests (PSNR, Wilcoxon signed-rank)", ""]
@@ -194,7 +214,9 @@ def _examples_figure(result: EvaluationResult, bits: str, title: str):
 
 def write_report(result: EvaluationResult, out: Path, title: str) -> dict[str, Path]:
     """Write results.json (rows, summary, paired tests), results.csv (rows), results.md (tables),
-    results_bars.png and one examples_<scenario>.png per scenario with example slices.
+    results_bars.png and one examples_<scenario>.png per scenario with example slices. Where some
+    subject has a tumour mask, rows, summary and CSV carry the tumour / rest-of-brain scores too
+    (harness.REGION_METRICS) and results.md a table of them.
 
     Returns {"json", "csv", "markdown", "bars", "examples_<bits>"...} -> path. Every file is written
     atomically, so a failed report never leaves a half-written file.
@@ -215,7 +237,8 @@ def write_report(result: EvaluationResult, out: Path, title: str) -> dict[str, P
                 "summary": summary, "comparisons": comparisons, "rows": result.rows}
     paths["json"] = write_text(out / "results.json", json.dumps(_json_safe(document), indent=1, ensure_ascii=False) + "\n")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, extrasaction="ignore", lineterminator="\n")
+    fields = ROW_FIELDS + (REGION_METRICS if any(m in r for r in result.rows for m in REGION_METRICS) else ())
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(result.rows)
     paths["csv"] = write_text(out / "results.csv", buffer.getvalue())

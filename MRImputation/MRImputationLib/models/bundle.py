@@ -3,9 +3,12 @@
 `bundle.json` holds the format version, what the model is (name, version, contrasts in channel
 order, reference contrast, normalization, preprocessing, network configuration, training data
 summary, measured metrics, scenarios, intended use, license) and the SHA-256 of every weights
-file. Weights are read with safetensors only: nothing from disk is ever unpickled.
+file. Weights are read with safetensors only: nothing from disk is ever unpickled. Weights may be
+stored as float16 (`write_bundle(half=True)`, `mrimpute export --half`: half the size); loading
+casts them back to float32. A bundle may also carry the linear baseline fitted on its model's
+training data (`baseline.safetensors`, listed and hashed like the weights; `read_baseline`).
 
-Reading the description (`read_bundle_info`) needs no torch; loading the weights does.
+Reading the description (`read_bundle_info`) and the baseline needs no torch; loading the weights does.
 """
 
 from __future__ import annotations
@@ -27,9 +30,13 @@ from .family import FamilyConfig, model_config_from_dict
 if TYPE_CHECKING:
     import torch
 
+    from .linear import LinearImputer
+
 BUNDLE_FORMAT = 1
 INFO_FILE = "bundle.json"
 WEIGHTS_SUFFIX = ".safetensors"
+BASELINE_FILE = "baseline.safetensors"  # the linear baseline's fitted statistics, not network weights
+HALF_MAX = 65504.0  # the largest float16
 MAX_INFO_BYTES = 16 * 1024 * 1024
 _WEIGHTS_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -59,6 +66,7 @@ class BundleInfo:
     intended_use: str = ""
     license: str = ""
     description: str = ""
+    baseline: dict = field(default_factory=dict)  # the recorded linear baseline: file, n_subjects, fitted_on
 
     def model_config(self) -> FamilyConfig:
         return model_config_from_dict(self.model)
@@ -91,7 +99,7 @@ class BundleInfo:
             raise InputError(f"{source}: 'contrasts' {self.contrasts} repeats a name.")
         if self.reference not in self.contrasts:
             raise InputError(f"{source}: reference contrast {self.reference!r} is not one of {', '.join(self.contrasts)}.")
-        for key in ("normalization", "preprocessing", "model", "training", "metrics"):
+        for key in ("normalization", "preprocessing", "model", "training", "metrics", "baseline"):
             if not isinstance(getattr(self, key), dict):
                 raise InputError(f"{source}: {key!r} must be a JSON object.")
         config = self.model_config()
@@ -122,11 +130,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_bundle(folder: str | os.PathLike, info: BundleInfo, weights: dict[str, dict[str, "torch.Tensor"]]) -> Path:
-    """Write a bundle folder atomically: `<part>.safetensors` per entry of `weights`, then `bundle.json`.
+def write_bundle(folder: str | os.PathLike, info: BundleInfo, weights: dict[str, dict[str, "torch.Tensor"]],
+                 baseline: "LinearImputer | None" = None, half: bool = False) -> Path:
+    """Write a bundle folder atomically: `<part>.safetensors` per entry of `weights`, the optional
+    `baseline.safetensors`, then `bundle.json`.
 
-    `weights` maps a part name ("generator", "discriminator", ...) to its state dict. An existing
-    bundle at `folder` is replaced only once the new one is complete.
+    `weights` maps a part name ("generator", "discriminator", ...) to its state dict; `half` stores
+    floating-point weights as float16. `baseline` is the linear baseline fitted on the model's
+    training data. An existing bundle at `folder` is replaced only once the new one is complete.
     """
     from safetensors.torch import save
 
@@ -134,20 +145,52 @@ def write_bundle(folder: str | os.PathLike, info: BundleInfo, weights: dict[str,
     if not weights:
         raise InputError(f"{folder}: a bundle needs at least one weights file (e.g. 'generator').")
     for key in weights:
-        if not _WEIGHTS_KEY.match(key):
-            raise InputError(f"weights part {key!r}: use letters, digits, '-' and '_' only.")
+        if not _WEIGHTS_KEY.match(key) or key + WEIGHTS_SUFFIX == BASELINE_FILE:
+            raise InputError(f"weights part {key!r}: use letters, digits, '-' and '_' only (and not 'baseline').")
     folder = Path(folder)
-    files: dict[str, dict[str, Any]] = {}
+    blobs = {key + WEIGHTS_SUFFIX: save(_stored_tensors(state, half, key), metadata={"format": "pt"})
+             for key, state in weights.items()}
+    recorded = {}  # bundle.json's "baseline": what the file holds (the caller may add "fitted_on")
+    if baseline is not None:
+        blobs[BASELINE_FILE] = _baseline_bytes(baseline, info, str(folder))
+        recorded = {**info.baseline, "file": BASELINE_FILE, "method": "linear", "n_subjects": baseline.n_subjects,
+                    "n_voxels": baseline.n_voxels}
+    info = dataclasses.replace(info, baseline=recorded)
+    document = {"format_version": BUNDLE_FORMAT, **info.to_dict(),
+                **({"weights_dtype": "float16"} if half else {}),
+                "files": {name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in blobs.items()}}
     with atomic_directory(folder) as tmp:
-        for key, state in weights.items():
-            tensors = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in state.items()}
-            data = save(tensors, metadata={"format": "pt"})
-            name = key + WEIGHTS_SUFFIX
+        for name, data in blobs.items():
             (tmp / name).write_bytes(data)
-            files[name] = {"sha256": _sha256(data), "bytes": len(data)}
-        document = {"format_version": BUNDLE_FORMAT, **info.to_dict(), "files": files}
         (tmp / INFO_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+def _stored_tensors(state: dict[str, "torch.Tensor"], half: bool, part: str) -> dict[str, "torch.Tensor"]:
+    """CPU copies of a state dict; floating-point ones as float16 when `half` (InputError if one overflows)."""
+    import torch
+
+    tensors = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().to("cpu").contiguous().clone()
+        if half and tensor.is_floating_point():
+            if tensor.numel() and float(tensor.abs().max()) > HALF_MAX:
+                raise InputError(f"{part}: {name} holds values beyond float16's range (±{HALF_MAX:g}); "
+                                 "export without --half.")
+            tensor = tensor.to(torch.float16)
+        tensors[name] = tensor
+    return tensors
+
+
+def _baseline_bytes(baseline: "LinearImputer", info: BundleInfo, where: str) -> bytes:
+    """The baseline's fitted statistics as a safetensors file (numpy; no torch needed to read it)."""
+    from safetensors.numpy import save
+
+    if list(baseline.contrasts.names) != list(info.contrasts):
+        raise InputError(f"{where}: the linear baseline was fitted on {', '.join(baseline.contrasts.names)}, "
+                         f"the model has {', '.join(info.contrasts)}; fit it on the model's contrasts.")
+    arrays, metadata = baseline.to_state()
+    return save(arrays, metadata=metadata)
 
 
 def zip_bundle(folder: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
@@ -258,7 +301,8 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     """Load a bundle's description and weights, checking each file's SHA-256 unless `verify` is False.
 
     Weights are parsed by safetensors from the bytes that were hashed (no pickle, no torch.load);
-    a zipped bundle is read in memory, never extracted.
+    a zipped bundle is read in memory, never extracted. Weights stored as float16 (or bfloat16) come
+    back as float32; the linear baseline is not among the weights (`read_baseline` reads it).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -274,11 +318,60 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
                     f"{source.path}: {name} is corrupted or modified (its SHA-256 does not match {INFO_FILE}); "
                     "download or export the bundle again."
                 )
+            if name == BASELINE_FILE:
+                continue  # not network weights: read_baseline reads it
             try:
-                weights[name[: -len(WEIGHTS_SUFFIX)]] = load(data)
+                weights[name[: -len(WEIGHTS_SUFFIX)]] = _as_float32(load(data))
             except (SafetensorError, ValueError) as error:
                 raise InputError(f"{source.path}: {name} is not a readable safetensors file ({error}); download or export it again.") from None
     finally:
         source.close()
     return Bundle(info, Path(path), weights)
 
+
+def _as_float32(tensors: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+    """Half-precision weights (an `export --half` bundle) back to float32; others unchanged."""
+    import torch
+
+    return {k: t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for k, t in tensors.items()}
+
+
+def read_baseline(path: str | os.PathLike) -> "LinearImputer | None":
+    """The linear baseline the bundle at `path` carries (hash-checked), or None when it has none; no torch needed."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    from .linear import LinearImputer
+
+    source = BundleSource(Path(path))
+    try:
+        info, document = _parse_document(source)
+        entry = document["files"].get(BASELINE_FILE)
+        if entry is None:
+            return None
+        data = source.read(BASELINE_FILE)
+    finally:
+        source.close()
+    where = f"{path}: {BASELINE_FILE}"
+    if _sha256(data) != entry["sha256"]:
+        raise InputError(f"{where} is corrupted or modified (its SHA-256 does not match {INFO_FILE}); "
+                         "download or export the bundle again.")
+    try:
+        arrays = load(data)
+        metadata = _safetensors_metadata(data)
+    except (SafetensorError, ValueError) as error:
+        raise InputError(f"{where} is not a readable safetensors file ({error}); export the bundle again.") from None
+    baseline = LinearImputer.from_state(arrays, metadata, where)
+    if list(baseline.contrasts.names) != list(info.contrasts):
+        raise InputError(f"{where} was fitted on {', '.join(baseline.contrasts.names)}, not on the model's "
+                         f"{', '.join(info.contrasts)}; export the bundle again.")
+    return baseline
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file's JSON header (8-byte little-endian length, then the header)."""
+    length = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or length > len(data) - 8:
+        raise ValueError("truncated header")
+    metadata = json.loads(data[8: 8 + length].decode("utf-8")).get("__metadata__") or {}
+    return {str(k): str(v) for k, v in metadata.items()}

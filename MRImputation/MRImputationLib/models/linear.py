@@ -3,10 +3,13 @@
 Fitting streams over the training subjects once and keeps only the second-moment matrix of
 [1, c_1, ..., c_N] over the sampled brain voxels; every scenario's least-squares problem is a
 sub-block of it, so all 2^N − 2 scenarios are fitted from one pass without holding voxels.
+`to_state`/`from_state` save and restore that matrix: a bundle carries the baseline fitted on its
+model's training data as `baseline.safetensors` (models/bundle.py).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -15,6 +18,7 @@ from ..core.contrasts import ContrastSet, Scenario
 from ..core.errors import InputError
 
 FORMAT = "mrimputation-linear-baseline/1"
+STATE_FORMAT = "mrimputation-linear-baseline-state/1"  # to_state: what a bundle's baseline.safetensors holds
 
 
 class LinearImputer:
@@ -44,6 +48,7 @@ class LinearImputer:
         self.coefficients: dict[str, dict[int, tuple[float, np.ndarray]]] = {}
         self.n_voxels = 0
         self.n_subjects = 0
+        self.moments: np.ndarray | None = None  # the fitted statistics (to_state); None when made by from_dict
 
     def fit(
         self,
@@ -81,8 +86,13 @@ class LinearImputer:
                 f"the linear baseline needs more brain voxels than contrasts to fit; got {n_voxels} from "
                 f"{n_subjects} subject(s). Check the training split and the brain masks."
             )
+        self.n_voxels, self.n_subjects = n_voxels, n_subjects
+        return self._solve(moments, scenarios or self.contrasts.scenarios())
+
+    def _solve(self, moments: np.ndarray, scenarios: Sequence[Scenario]) -> "LinearImputer":
+        """Every scenario's least squares from the second-moment matrix of [1, c_1, ..., c_N]."""
         self.coefficients = {}
-        for scenario in scenarios or self.contrasts.scenarios():
+        for scenario in scenarios:
             self._check_scenario(scenario)
             rows = [0] + [1 + i for i, available in enumerate(scenario.mask) if available]
             gram = moments[np.ix_(rows, rows)]
@@ -92,7 +102,7 @@ class LinearImputer:
                 beta = np.linalg.lstsq(gram, moments[rows, 1 + m], rcond=None)[0]
                 solved[m] = (float(beta[0]), beta[1:].copy())
             self.coefficients[scenario.bits] = solved
-        self.n_voxels, self.n_subjects = n_voxels, n_subjects
+        self.moments = moments
         return self
 
     def predict(self, stack: np.ndarray, scenario: Scenario) -> np.ndarray:
@@ -151,6 +161,46 @@ class LinearImputer:
                 for name, entry in per_missing.items()
             }
         return imputer
+
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """The fitted statistics as (arrays, text metadata), for a safetensors file (models/bundle.py):
+        the second-moment matrix of [1, c_1, ..., c_N] (float64), the contrasts and the fitted scenarios.
+        `from_state` solves the same coefficients from it, bit for bit.
+
+        >>> from MRImputationLib.core.contrasts import IXI
+        >>> rng = np.random.default_rng(1)
+        >>> stack = rng.uniform(0, 1, (3, 4, 8, 8)); mask = np.ones((4, 8, 8), bool)
+        >>> fitted = LinearImputer(IXI).fit([(stack, mask)])
+        >>> again = LinearImputer.from_state(*fitted.to_state())
+        >>> scenario = IXI.scenario_for(["T1"])
+        >>> bool((again.predict(stack, scenario) == fitted.predict(stack, scenario)).all()), again.n_voxels
+        (True, 256)
+        """
+        if self.moments is None:
+            raise InputError("the linear baseline has no fitted statistics to save: fit it on training subjects first.")
+        metadata = {"format": STATE_FORMAT, "contrasts": json.dumps(self.contrasts.to_dict()),
+                    "scenarios": json.dumps(list(self.coefficients)), "n_subjects": str(self.n_subjects),
+                    "n_voxels": str(self.n_voxels)}
+        return {"moments": np.ascontiguousarray(self.moments, np.float64)}, metadata
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], metadata: dict[str, str],
+                   source: str = "linear baseline") -> "LinearImputer":
+        """The imputer that `to_state` saved; InputError naming `source` when it is not one."""
+        if (metadata or {}).get("format") != STATE_FORMAT or "moments" not in arrays:
+            raise InputError(f"{source}: not a saved linear baseline (format {(metadata or {}).get('format')!r}, "
+                             f"expected {STATE_FORMAT!r}); export the bundle again.")
+        try:
+            imputer = cls(ContrastSet.from_dict(json.loads(metadata["contrasts"])))
+            scenarios = [Scenario(bits) for bits in json.loads(metadata["scenarios"])]
+            imputer.n_subjects, imputer.n_voxels = int(metadata["n_subjects"]), int(metadata["n_voxels"])
+        except (KeyError, ValueError, TypeError) as error:
+            raise InputError(f"{source}: its description is incomplete ({error}); export the bundle again.") from None
+        moments = np.asarray(arrays["moments"], np.float64)
+        size = len(imputer.contrasts) + 1
+        if moments.shape != (size, size) or not np.isfinite(moments).all():
+            raise InputError(f"{source}: its statistics are not a finite {size}x{size} matrix; export the bundle again.")
+        return imputer._solve(moments, scenarios)
 
     def _check_stack(self, stack: np.ndarray, what: str) -> None:
         if stack.ndim != 4 or stack.shape[0] != len(self.contrasts):

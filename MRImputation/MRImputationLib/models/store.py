@@ -1,10 +1,16 @@
-"""Installed model bundles, the download catalogue, and the cache folder the user can open and clear.
+"""Where models live: built-in bundles, installed ones, the download catalogue, and moving old installs.
 
-Bundles live as folders `<models folder>/<name>-<version>/` (bundle.json + weights). They get
-there by import from disk (a folder or a .zip, for offline sites) or by download from the
-catalogue (`Resources/models.json`, see `models.schema.json`): only after `confirm(entry)`
-agreed (the size is in the question), resumable, checked against the size and SHA-256. Every
-weights file is checked against bundle.json's SHA-256 before it is installed; no torch needed.
+* Built-in: bundles shipped in the extension, `MRImputation/Resources/Models/<name>/` (bundle.json +
+  weights). Read-only: never removed by "clear", never replaced by an import.
+* Installed: folders `<models folder>/<name>-<version>/` in a persistent per-user folder,
+  `~/.mrimputation/models` ($MRIMPUTATION_MODELS overrides it); never Slicer's cache folder, which
+  Slicer prunes at start-up and empties on "Clear cache". Earlier versions installed there (and in
+  the user cache folder outside Slicer): `adopt_legacy_models` moves those bundles on first start.
+  Bundles get installed by import from disk (a folder or a .zip, for offline sites) or by download
+  from the catalogue (`Resources/models.json`, models/catalogue.py): only after `confirm(entry)`
+  agreed (the size is in the question), resumable, checked against the size and SHA-256.
+Every file of a bundle is checked against bundle.json's SHA-256 before it is installed; no torch needed.
+`ModelStore.resolve` turns a `--model` argument (a path, or a model's name or name-version) into a bundle.
 
 >>> import tempfile
 >>> ModelStore(folder=tempfile.mkdtemp()).installed()
@@ -14,8 +20,6 @@ weights file is checked against bundle.json's SHA-256 before it is installed; no
 from __future__ import annotations
 
 import hashlib
-import html
-import json
 import os
 import re
 import shutil
@@ -23,194 +27,152 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
 
-from ..core.atomic import atomic_directory
+from ..core.atomic import atomic_directory, atomic_file
 from ..core.errors import InputError
 from .bundle import INFO_FILE, BundleInfo, BundleSource, read_bundle_info
+from .catalogue import (CatalogueEntry, DownloadDeclined, ModelCard, bundle_folder_name, format_size,
+                        read_catalogue)
 
-CATALOGUE_FORMAT = 1
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_REQUIRED = ("name", "version", "url", "sha256", "size", "contrasts")
+__all__ = ["BUILTIN_MODELS", "CatalogueEntry", "DownloadDeclined", "ModelCard", "ModelStore", "MovedModels",
+           "adopt_legacy_models", "default_models_folder", "format_size", "legacy_models_folders", "move_models",
+           "read_catalogue", "user_store", "verify_bundle"]
+
+# The extension's own bundles: MRImputation/Resources/Models beside MRImputationLib (source tree and Slicer alike).
+BUILTIN_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 
 
-class DownloadDeclined(InputError):
-    """The user did not agree to a download; nothing was fetched."""
-
-
-def default_models_folder(cache_path: str | os.PathLike | None = None) -> Path:
-    """Where bundles are installed: `<cache_path>/MRImputation/models` (Slicer passes slicer.app.cachePath),
-    else $MRIMPUTATION_MODELS, else the platform's user cache folder."""
-    if cache_path:
-        return Path(cache_path) / "MRImputation" / "models"
+def default_models_folder() -> Path:
+    """Where bundles are installed: $MRIMPUTATION_MODELS, else `~/.mrimputation/models` (every platform,
+    inside Slicer too: a folder of the user's that no cache clean-up touches)."""
     if os.environ.get("MRIMPUTATION_MODELS"):
-        return Path(os.environ["MRIMPUTATION_MODELS"])
+        return Path(os.environ["MRIMPUTATION_MODELS"]).expanduser()
+    return Path.home() / ".mrimputation" / "models"
+
+
+def _user_cache_folder() -> Path:
+    """The platform's user cache folder for MRImputation (where models went outside Slicer before)."""
     if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "MRImputation" / "Cache"
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches" / "MRImputation"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "MRImputation"
-    return base / "models"
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "MRImputation" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "MRImputation"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "MRImputation"
 
 
-def _folder_name(name: str, version: str) -> str:
-    """A file-system-safe `<name>-<version>`.
+def legacy_models_folders(cache_path: str | os.PathLike | None = None) -> list[Path]:
+    """Where earlier versions installed models: `<Slicer's cachePath>/MRImputation/models` (give
+    `slicer.app.cachePath`), and outside Slicer the user cache folder unless $MRIMPUTATION_MODELS chose another.
 
-    >>> _folder_name("mm-gan IXI/T1", "1.0")
-    'mm-gan_IXI_T1-1.0'
+    >>> legacy_models_folders("/cache")[0].as_posix()
+    '/cache/MRImputation/models'
     """
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{name}-{version}").strip("._") or "model"
+    folders = [Path(cache_path) / "MRImputation" / "models"] if cache_path else []
+    if not os.environ.get("MRIMPUTATION_MODELS"):
+        folders.append(_user_cache_folder() / "models")
+    return folders
 
 
 @dataclass
-class CatalogueEntry:
-    """One downloadable bundle of the catalogue: where it is, how big, its SHA-256, and its card."""
+class MovedModels:
+    """What `move_models` did: bundles moved, and those left where they were because the name was taken."""
 
-    name: str
-    version: str
-    url: str
-    sha256: str
-    size: int
-    contrasts: list[str]
-    reference: str = ""
-    title: str = ""
-    description: str = ""
-    training: str = ""
-    intended_use: str = ""
-    license: str = ""
-    metrics: dict = field(default_factory=dict)
+    moved: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
-    @property
-    def id(self) -> str:
-        return _folder_name(self.name, self.version)
+    def __iadd__(self, other: "MovedModels") -> "MovedModels":
+        self.moved += other.moved
+        self.skipped += other.skipped
+        return self
 
-    def consent_question(self) -> str:
-        """The question asked before downloading (the size included)."""
-        host = urlparse(self.url).netloc or self.url
-        return (f"Download the model {self.title or self.name} {self.version} ({format_size(self.size)}) from {host}? "
-                f"It is saved in the models folder and checked against its SHA-256 before use.")
+    def message(self, folder: Path) -> str:
+        """A line for the log ('' when nothing was there to move)."""
+        parts = []
+        if self.moved:
+            parts.append(f"moved {len(self.moved)} installed model(s) ({', '.join(self.moved)}) to {folder}, where "
+                         "no cache clean-up deletes them")
+        if self.skipped:
+            parts.append(f"left {', '.join(self.skipped)} in the old models folder: {folder} already has that name")
+        return "; ".join(parts)
 
 
-def format_size(size: int | None) -> str:
-    """'850 kB', '12.3 MB', '1.20 GB'.
+def _is_bundle(path: Path) -> bool:
+    return not path.name.startswith(".") and ((path / INFO_FILE).is_file() or path.suffix == ".zip")
 
-    >>> format_size(850_000), format_size(12_345_678), format_size(1_200_000_000)
-    ('850 kB', '12.3 MB', '1.20 GB')
+
+def move_models(old: str | os.PathLike, new: str | os.PathLike) -> MovedModels:
+    """Move every bundle (a folder with bundle.json, or a .zip) from `old` into `new`.
+
+    Each bundle is renamed when both are on one file system, else copied into a temporary sibling
+    that is renamed once complete, and only then removed from `old`: a bundle is either moved or
+    still in `old`, never half in both. A name `new` already has is skipped (left in `old`). `old`
+    is removed when nothing is left in it.
     """
-    if size is None:
-        return "unknown size"
-    if size < 1e6:
-        return f"{size / 1e3:.0f} kB"
-    if size < 1e9:
-        return f"{size / 1e6:.1f} MB"
-    return f"{size / 1e9:.2f} GB"
-
-
-def read_catalogue(path: str | os.PathLike) -> list[CatalogueEntry]:
-    """The entries of a catalogue file (format in Resources/models.schema.json); InputError naming what is wrong."""
-    path = Path(path)
+    old, new = Path(old), Path(new)
+    report = MovedModels()
+    if not old.is_dir() or (new.exists() and old.resolve() == new.resolve()):
+        return report
+    for entry in sorted(p for p in old.iterdir() if _is_bundle(p)):
+        target = new / entry.name
+        if target.exists():
+            report.skipped.append(entry.name)
+            continue
+        new.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(entry, target)
+        except OSError:  # another file system (or a device that refuses renames): copy, then remove
+            _copy_then_remove(entry, target)
+        report.moved.append(entry.name)
+    shutil.rmtree(old / ".downloads", ignore_errors=True)  # unfinished downloads of the old version
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: the model catalogue is missing; reinstall the extension.") from None
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: the model catalogue is not valid JSON ({error}).") from None
-    if not isinstance(document, dict) or not isinstance(document.get("models"), list):
-        raise InputError(f"{path}: the model catalogue must be an object with a 'models' list.")
-    if document.get("format_version", CATALOGUE_FORMAT) > CATALOGUE_FORMAT:
-        raise InputError(f"{path}: catalogue format {document['format_version']} is newer than this extension reads "
-                         f"({CATALOGUE_FORMAT}); update the extension.")
-    return [_entry(item, f"{path}: models[{i}]") for i, item in enumerate(document["models"])]
+        old.rmdir()
+    except OSError:
+        pass  # other files are there: leave them
+    return report
 
 
-def _entry(item, where: str) -> CatalogueEntry:
-    if not isinstance(item, dict):
-        raise InputError(f"{where} must be an object.")
-    missing = [k for k in _REQUIRED if k not in item]
-    if missing:
-        raise InputError(f"{where} lacks {', '.join(missing)}.")
-    if not isinstance(item["sha256"], str) or not _SHA256.match(item["sha256"]):
-        raise InputError(f"{where}: 'sha256' must be 64 lower-case hexadecimal digits.")
-    if not isinstance(item["size"], int) or isinstance(item["size"], bool) or item["size"] <= 0:
-        raise InputError(f"{where}: 'size' must be the download's size in bytes.")
-    if not str(item["url"]).lower().startswith(("https://", "http://")):
-        raise InputError(f"{where}: 'url' must be an http(s) address.")
-    if not isinstance(item["contrasts"], list) or len(item["contrasts"]) < 2:
-        raise InputError(f"{where}: 'contrasts' must list the model's contrasts in channel order.")
-    known = set(CatalogueEntry.__dataclass_fields__)
-    return CatalogueEntry(**{k: v for k, v in item.items() if k in known})
+def _copy_then_remove(entry: Path, target: Path) -> None:
+    """Copy `entry` into `target` through a temporary sibling, then remove it, first renaming it aside."""
+    if entry.is_dir():
+        with atomic_directory(target) as tmp:
+            shutil.copytree(entry, tmp, dirs_exist_ok=True)
+    else:
+        with atomic_file(target) as tmp:
+            shutil.copyfile(entry, tmp)
+    aside = entry.with_name(f".moved-{entry.name}")
+    shutil.rmtree(aside, ignore_errors=True) if aside.is_dir() else aside.unlink(missing_ok=True)  # an earlier try's
+    os.replace(entry, aside)  # hidden at once, so a removal that stops half-way leaves nothing listed
+    shutil.rmtree(aside, ignore_errors=True) if aside.is_dir() else aside.unlink(missing_ok=True)
 
 
-@dataclass
-class ModelCard:
-    """What the panel shows about a model, installed (`path`) or downloadable (`entry`)."""
-
-    name: str
-    version: str
-    contrasts: list[str]
-    reference: str
-    path: Path | None = None
-    entry: CatalogueEntry | None = None
-    info: BundleInfo | None = None
-
-    @property
-    def id(self) -> str:
-        return _folder_name(self.name, self.version)
-
-    @property
-    def installed(self) -> bool:
-        return self.path is not None
-
-    @property
-    def scenarios(self) -> list[str]:
-        return list(self.info.scenarios) if self.info else []
-
-    def label(self) -> str:
-        """The model selector's text."""
-        where = "" if self.installed else f" — download, {format_size(self.entry.size)}"
-        return f"{self.name} {self.version} ({', '.join(self.contrasts)}){where}"
-
-    def to_html(self) -> str:
-        """The model card: contrasts, training data, intended use, measured metrics, license, where it is."""
-        e = html.escape
-        rows = [("Contrasts", f"{', '.join(self.contrasts)} (reference {self.reference})" if self.reference
-                 else ", ".join(self.contrasts))]
-        if self.info is not None:
-            info = self.info
-            rows += [("Description", info.description), ("Training data", _training_summary(info.training)),
-                     ("Intended use", info.intended_use), ("Measured metrics", _metrics_summary(info.metrics)),
-                     ("License", info.license), ("Installed in", str(self.path))]
-        elif self.entry is not None:
-            entry = self.entry
-            rows += [("Description", entry.description), ("Training data", entry.training),
-                     ("Intended use", entry.intended_use), ("Measured metrics", _metrics_summary(entry.metrics)),
-                     ("License", entry.license),
-                     ("Download", f"{format_size(entry.size)} from {urlparse(entry.url).netloc}, SHA-256 "
-                                  f"{entry.sha256[:12]}…")]
-        body = "".join(f"<tr><td><b>{e(k)}</b></td><td>{e(v)}</td></tr>" for k, v in rows if v)
-        return f"<p><b>{e(self.name)}</b> {e(self.version)}</p><table cellspacing='4'>{body}</table>"
+def adopt_legacy_models(folder: str | os.PathLike | None = None, cache_path: str | os.PathLike | None = None) -> MovedModels:
+    """Move the bundles earlier versions installed (`legacy_models_folders`) into `folder` (default the models folder)."""
+    folder = Path(folder) if folder else default_models_folder()
+    report = MovedModels()
+    for old in legacy_models_folders(cache_path):
+        report += move_models(old, folder)
+    return report
 
 
-def _training_summary(training: dict) -> str:
-    parts = []
-    for key, label in (("train_subjects", "subjects"), ("train_slices", "slices"), ("epochs_done", "epochs"),
-                       ("data", "data"), ("checkpoint", "checkpoint"), ("software", "software")):
-        if training.get(key) not in (None, "", [], {}):
-            parts.append(f"{label}: {training[key]}")
-    return "; ".join(parts) or "not stated"
+def user_store(catalogue: str | os.PathLike | None = None, cache_path: str | os.PathLike | None = None,
+               on_log: Callable[[str], None] | None = None) -> "ModelStore":
+    """The user's models: built-in and installed (in the default models folder, after moving old installs)."""
+    folder = default_models_folder()
+    try:
+        message = adopt_legacy_models(folder, cache_path).message(folder)
+    except OSError as error:  # a locked or read-only old folder must not stop anything
+        message = f"could not move the models of the old models folder to {folder}: {error}"
+    if message and on_log:
+        on_log(message)
+    return ModelStore(folder, catalogue, builtin=BUILTIN_MODELS)
 
 
-def _metrics_summary(metrics, prefix: str = "") -> str:
-    """Nested metrics flattened to 'key: value' pairs (numbers to 4 significant digits)."""
-    if isinstance(metrics, dict):
-        parts = [_metrics_summary(v, f"{prefix}{k} ") for k, v in metrics.items()]
-        return "; ".join(p for p in parts if p)
-    if isinstance(metrics, list):
-        return "; ".join(p for p in (_metrics_summary(v, prefix) for v in metrics) if p)
-    if isinstance(metrics, float):
-        return f"{prefix.strip()}: {metrics:.4g}"
-    return f"{prefix.strip()}: {metrics}" if metrics not in (None, "") else ""
+def _version_key(version: str) -> tuple:
+    """'1.10.0' after '1.9': numbers compare as numbers.
+
+    >>> sorted(["1.10.0", "1.9", "0.1.0"], key=_version_key)
+    ['0.1.0', '1.9', '1.10.0']
+    """
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-+]", version))
 
 
 def _hash_bytes(chunks) -> str:
@@ -248,33 +210,48 @@ def verify_bundle(path: str | os.PathLike) -> BundleInfo:
 
 
 class ModelStore:
-    """The installed bundles (one folder), the catalogue, imports, downloads and clearing."""
+    """The built-in bundles (read-only), the installed ones (one folder), the catalogue, imports, downloads, clearing."""
 
-    def __init__(self, folder: str | os.PathLike | None = None, catalogue: str | os.PathLike | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike | None = None, catalogue: str | os.PathLike | None = None,
+                 builtin: str | os.PathLike | None = None) -> None:
         self.folder = Path(folder) if folder else default_models_folder()
         self.catalogue_path = Path(catalogue) if catalogue else None
+        self.builtin_folder = Path(builtin) if builtin else None
 
-    def installed(self) -> list[ModelCard]:
-        """Installed bundles (folders with bundle.json, or .zip files put here by hand), by name and version."""
+    @staticmethod
+    def _scan(folder: Path | None, builtin: bool) -> list[ModelCard]:
         cards = []
-        if not self.folder.is_dir():
+        if folder is None or not folder.is_dir():
             return cards
-        for path in sorted(self.folder.iterdir()):
-            if path.name.startswith(".") or not ((path / INFO_FILE).is_file() or path.suffix == ".zip"):
-                continue
+        for path in sorted(p for p in folder.iterdir() if _is_bundle(p)):
             try:
                 info, _ = read_bundle_info(path)
             except InputError:
                 continue  # a broken bundle is left for the user to see in the folder; it is not offered
-            cards.append(ModelCard(info.name, info.version, list(info.contrasts), info.reference, path, None, info))
+            cards.append(ModelCard(info.name, info.version, list(info.contrasts), info.reference, path, None, info,
+                                   builtin))
         return cards
+
+    def builtin(self) -> list[ModelCard]:
+        """The bundles shipped in the extension (Resources/Models), by folder name."""
+        return self._scan(self.builtin_folder, True)
+
+    def installed(self) -> list[ModelCard]:
+        """Installed bundles (folders with bundle.json, or .zip files put here by hand), by name and version."""
+        return self._scan(self.folder, False)
+
+    def local(self) -> list[ModelCard]:
+        """Built-in models, then installed ones (one a built-in model's name and version would hide is left out)."""
+        cards = self.builtin()
+        have = {c.id for c in cards}
+        return cards + [c for c in self.installed() if c.id not in have]
 
     def catalogue(self) -> list[CatalogueEntry]:
         return read_catalogue(self.catalogue_path) if self.catalogue_path else []
 
     def cards(self) -> list[ModelCard]:
-        """Installed models, then the catalogue's models that are not installed yet."""
-        cards = self.installed()
+        """Built-in models, installed models, then the catalogue's models that are not here yet."""
+        cards = self.local()
         have = {c.id for c in cards}
         for entry in self.catalogue():
             if entry.id not in have:
@@ -283,16 +260,37 @@ class ModelStore:
 
     def find(self, model_id: str) -> ModelCard:
         for card in self.cards():
-            if model_id in (card.id, card.name, str(card.path)):
+            if model_id in (card.id, card.name, f"{card.name}-{card.version}", str(card.path)):
                 return card
-        raise InputError(f"model {model_id!r} is neither installed in {self.folder} nor in the catalogue.")
+        raise InputError(f"model {model_id!r} is neither built in, nor installed in {self.folder}, nor in the catalogue.")
+
+    def resolve(self, model: str | os.PathLike, option: str = "--model") -> Path:
+        """The bundle (or run folder) `model` names: a path that exists, else a built-in or installed model's
+        name or name-version (a bare name: its newest version, built-in first). InputError listing the names."""
+        path = Path(model).expanduser()
+        if path.exists():
+            return path
+        text = str(model).strip()
+        cards = self.local()
+        exact = [c for c in cards if text in (c.id, f"{c.name}-{c.version}", f"{c.name} {c.version}")]
+        named = sorted((c for c in cards if c.name == text), key=lambda c: _version_key(c.version), reverse=True)
+        if exact or named:
+            return (exact or named)[0].path
+        known = "; ".join(f"{c.name}-{c.version} ({c.kind}, {', '.join(c.contrasts)})" for c in cards)
+        raise InputError(f"{option} {text!r}: no such file or folder, and no built-in or installed model has that name. "
+                         + (f"Known models: {known}. " if cards else f"No model is built in or installed in {self.folder}. ")
+                         + "Give a bundle (folder or .zip), a training run folder, or a model's name "
+                           "(`mrimpute models` lists them).")
 
     def import_bundle(self, source: str | os.PathLike, replace: bool = False) -> ModelCard:
         """Install a bundle from a folder or .zip after checking every hash; returns its card."""
         source = Path(source)
         info = verify_bundle(source)
         _, document = read_bundle_info(source)
-        target = self.folder / _folder_name(info.name, info.version)
+        target = self.folder / bundle_folder_name(info.name, info.version)
+        if any(c.id == target.name for c in self.builtin()):
+            raise InputError(f"{info.name} {info.version} is built into the extension and cannot be replaced; "
+                             "export your bundle with another name or version (mrimpute export --name/--version).")
         if target.exists() and not replace:
             raise InputError(f"{info.name} {info.version} is already installed in {target}; clear it or import "
                              "a bundle with another version.")
@@ -329,12 +327,16 @@ class ModelStore:
         return card
 
     def remove(self, card: ModelCard) -> None:
+        """Delete an installed bundle; a built-in one is refused (it is part of the extension)."""
+        if card.builtin:
+            raise InputError(f"{card.name} {card.version} is built into the extension; it cannot be removed.")
         if card.path is None or card.path.parent != self.folder:
             raise InputError(f"{card.name} {card.version} is not installed in {self.folder}.")
         shutil.rmtree(card.path) if card.path.is_dir() else card.path.unlink()
 
     def clear(self) -> int:
-        """Remove every installed bundle and unfinished download; files that are not bundles stay. Returns the count."""
+        """Remove every installed bundle and unfinished download; built-in models and files that are not bundles
+        stay. Returns the count."""
         if not self.folder.is_dir():
             return 0
         removed = 0

@@ -5,7 +5,9 @@
    error measured against the phantom's known transforms;
 3. a `tiny` MM-GAN trained for a minute or two on CPU, exported as a bundle (reused when present);
 4. one contrast of a held-out subject hidden, imputed from the others, and compared with the real
-   one: the synthetic volume, an error-map picture and a metric table, beside the linear baseline.
+   one: the synthetic volume, an error-map picture and a metric table, beside the linear baseline;
+5. when the extension ships built-in models (Resources/Models), each of them the same way on a
+   subject with its contrasts (a phantom one made for it when needed): pipelines/demo_builtin.py.
 """
 
 from __future__ import annotations
@@ -51,9 +53,13 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
-def run_demo(out: Path, progress: Progress, data: Path | None = None, hide: str | None = None) -> dict:
-    """The demo's four steps into OUT; returns the held-out subject's metrics and the files to look at."""
-    out = Path(out)
+def run_demo(out: Path, progress: Progress, data: Path | None = None, hide: str | None = None,
+             builtin: Path | None = None) -> dict:
+    """The demo's steps into OUT; returns the held-out subject's metrics and the files to look at.
+    `builtin`: the folder of built-in models (default the extension's Resources/Models)."""
+    from .demo_builtin import builtin_demo
+
+    out, asked, on_phantom = Path(out), hide, data is None
     data, subjects = _demo_subjects(out, data, progress)
     held_out = subjects[-1]
     names = sorted(set.intersection(*(set(s.files) for s in subjects)))
@@ -65,14 +71,17 @@ def run_demo(out: Path, progress: Progress, data: Path | None = None, hide: str 
     report, given, imputed = _demo_impute(bundle, held_out, names, hide, out / "imputed" / held_out.subject, progress)
     metrics = report["comparison"][hide]
     sections += _impute_sections(report, hide, held_out.subject, given)
+    builtin_sections, builtin_results = builtin_demo(out, subjects, on_phantom, progress, asked, builtin)
+    sections += builtin_sections
     summary = "# MRImputation demo\n\n" + "\n\n".join(sections) + "\n"
     write_text(out / "demo_summary.md", summary)
     files = [imputed / f for f in (f"{hide}_synthetic.nii.gz", f"{hide}_uncertainty.nii.gz", f"{hide}_error.png")]
+    files += [Path(r["out"]) / f"{r['hidden']}_{kind}" for r in builtin_results for kind in ("synthetic.nii.gz", "error.png")]
     progress.log("\n" + summary)
     progress.log("Look at:\n  " + "\n  ".join(str(f) for f in files + [out / "preprocessed" / held_out.subject / "qc"]))
     progress.log(f"Everything is in {out.resolve()}")
     return {"out": str(out), "hidden": hide, "subject": held_out.subject, "metrics": metrics,
-            "files": [str(f) for f in files]}
+            "files": [str(f) for f in files], "builtin": builtin_results}
 
 
 def _demo_subjects(out: Path, data: Path | None, progress: Progress) -> tuple[Path, list]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.contrasts import Scenario, canonical_contrast
+from ..core.device import pick_device, pick_precision
 from ..core.errors import InputError
 from ..core.progress import Progress
 from ..evaluation.error_maps import SYNTHETIC_SCALE
@@ -41,38 +42,6 @@ class ImputeOptions:
     seed: int = 0
     self_check: bool = False
     write_registered: bool = False
-
-
-def pick_device(requested: str, progress: Progress) -> str:
-    import torch
-
-    if requested == "cpu":
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if requested == "cuda":
-        raise InputError("--device cuda was asked for but PyTorch sees no CUDA GPU (a CPU-only torch build, or no "
-                         "driver); use --device cpu or auto.")
-    progress.log("no CUDA GPU visible to PyTorch: running on the CPU")
-    return "cpu"
-
-
-def pick_precision(requested: str, device: str) -> str:
-    if requested != "auto":
-        return requested
-    import torch
-
-    if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if _cpu_has_bf16() else "fp32"
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _check_inputs(model, inputs: dict) -> Scenario:
@@ -165,14 +134,16 @@ def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: Impu
 
     staging = _Staging(Path(out))
     try:
-        written: dict = {"synthetic": _write_scaled(staging, output, scenario, contrasts, frame, "synthetic"),
+        label = " ".join(str(model.info.get(k) or "") for k in ("name", "version")).strip()
+        written: dict = {"synthetic": _write_scaled(staging, output, scenario, contrasts, frame, "synthetic", label),
                          "uncertainty": {}, "registered": {}}
         written["registered"] = _write_mask_and_registered(staging, pre, options.write_registered)
         if options.uncertainty:
             with _timed(timings, "uncertainty_s"):
                 std = uncertainty(model, stack, scenario, frame, mask, imputer.slicing, imputer.options, options,
                                   progress)
-                written["uncertainty"] = _write_scaled(staging, std, scenario, contrasts, frame, "uncertainty")
+                written["uncertainty"] = _write_scaled(staging, std, scenario, contrasts, frame, "uncertainty",
+                                                       label)
         report = _report(model, scenario, reference, inputs, device, precision, options, pre, written)
         if options.self_check:
             with _timed(timings, "self_check_s"):
@@ -256,14 +227,18 @@ def _make_imputer(model, device: str, precision: str, batch_size: int):
     return SliceImputer(model.generator, model.model_config, slicing, inference)
 
 
-def _write_scaled(staging: _Staging, arrays: np.ndarray, scenario: Scenario, contrasts, frame, kind: str) -> dict:
-    """Each missing contrast's array, in units × SYNTHETIC_SCALE, as <C>_<kind>.nii.gz; returns name -> file."""
+def _write_scaled(staging: _Staging, arrays: np.ndarray, scenario: Scenario, contrasts, frame, kind: str,
+                  model_label: str = "") -> dict:
+    """Each missing contrast's array, in units × SYNTHETIC_SCALE, as <C>_<kind>.nii.gz, its header's descrip
+    saying it is synthetic and which model made it (core/labels.py); returns name -> file."""
     from ..core.io import write_volume
+    from ..core.labels import nifti_description
 
     files = {}
     for name in scenario.missing(contrasts):
         volume = frame.with_array((arrays[contrasts.index(name)] * SYNTHETIC_SCALE).astype(np.float32), contrast=name)
-        write_volume(volume, staging.path(f"{name}_{kind}.nii.gz"))
+        write_volume(volume, staging.path(f"{name}_{kind}.nii.gz"),
+                     description=nifti_description(name, kind, model_label))
         files[name] = f"{name}_{kind}.nii.gz"
     return files
 

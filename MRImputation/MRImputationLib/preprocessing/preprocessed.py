@@ -1,5 +1,6 @@
 """A preprocessed folder as the pieces training and evaluation need: contrasts, subjects, splits,
-and subjects in memory for scoring (normalized stack, mask, the way back to original units)."""
+and subjects in memory for scoring (normalized stack, mask, tumour mask where the subject has one,
+the way back to original units)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class LoadedSubject:
     mask: np.ndarray  # (z, y, x) bool
     frame: Volume  # the reference grid (geometry of every channel)
     normalization: list  # NormalizationParameters per channel
+    tumour: np.ndarray | None = None  # (z, y, x) bool from the subject's `_seg` file; None without one
 
     def denormalize(self, channel: int, array: np.ndarray) -> np.ndarray:
         params = self.normalization[channel]
@@ -67,8 +69,12 @@ def load_subject(preprocessed: Path, record: dict, contrasts: ContrastSet) -> Lo
         params.append(p)
         frame = frame or volume
     mask = read_volume(Path(preprocessed) / record["mask"]).array > 0
+    tumour = read_volume(Path(preprocessed) / record["tumour_mask"]).array > 0 if record.get("tumour_mask") else None
+    if tumour is not None and tumour.shape != mask.shape:
+        raise InputError(f"{preprocessed}: {record['tumour_mask']} has shape {tumour.shape}, the subject's grid is "
+                         f"{mask.shape}; preprocess the subject again.")
     return LoadedSubject(record["subject"], np.stack(channels).astype(np.float32), mask,
-                         frame.with_array(np.zeros(frame.shape, np.float32)), params)
+                         frame.with_array(np.zeros(frame.shape, np.float32)), params, tumour)
 
 
 def load_subjects(preprocessed: Path, names: Sequence[str], contrasts: ContrastSet) -> list[LoadedSubject]:

@@ -4,6 +4,11 @@ Per subject: read every contrast -> N4 on its own grid -> rigid (or affine) regi
 reference contrast's grid -> brain mask from all registered contrasts -> normalization parameters
 inside the mask -> QC pictures -> a record of everything done. The subject's output folder is
 written atomically: a failed or cancelled subject leaves nothing behind.
+
+A subject's tumour mask (its `_seg` file, data/discovery.py) comes along onto the reference grid by
+nearest neighbour, through the registration of the contrast whose grid it is on (the reference
+first, then FLAIR, when several contrasts share it), as `<subject>_tumour_mask.nii.gz` (0/1):
+the manifest record's "tumour_mask", with how it got there in its steps.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from ..core.io import read_volume, write_volume
 from ..core.progress import ProgressCallback, null_progress
 from ..data.discovery import SubjectFiles
 
-# When no reference is named: the finest grid wins; ties go to this order.
+# A subject's tumour mask in its preprocessed folder: <subject>_tumour_mask.nii.gz.
+TUMOUR_MASK_SUFFIX = "tumour_mask.nii.gz"
 
 
 @dataclass
@@ -189,6 +195,9 @@ def preprocess_subject(
     start = time.monotonic()
     volumes = {name: read_volume(path, contrast=name) for name, path in subject.files.items()}
     pre = preprocess_volumes(subject.subject, volumes, config, on_progress, keep_intermediate=config.qc)
+    tumour = None
+    if "tumour" in subject.labels:
+        tumour, pre.record["steps"]["tumour_mask"] = tumour_mask_on_reference(subject.labels["tumour"], volumes, pre)
     target = Path(out) / subject.subject
     outputs = {}
     with atomic_directory(target) as tmp:
@@ -197,8 +206,12 @@ def preprocess_subject(
             write_volume(volume, tmp / file, dtype=np.float32)
             outputs[name] = file
         write_volume(pre.mask, tmp / f"{subject.subject}_brainmask.nii.gz", dtype=np.uint8)
+        if tumour is not None:
+            write_volume(tumour, tmp / f"{subject.subject}_{TUMOUR_MASK_SUFFIX}", dtype=np.uint8)
         qc_files = write_qc(pre, tmp / "qc") if config.qc else []
     pre.record.pop("_intermediate", None)
+    if tumour is not None:
+        pre.record["tumour_mask"] = f"{subject.subject}/{subject.subject}_{TUMOUR_MASK_SUFFIX}"
     return {
         **pre.record,
         "status": "ok",
@@ -208,3 +221,33 @@ def preprocess_subject(
         "qc": [f"{subject.subject}/{q}" for q in qc_files],
         "seconds": round(time.monotonic() - start, 2),
     }
+
+
+def tumour_mask_on_reference(path: Path, raw: dict, pre: PreprocessedSubject) -> tuple:
+    """A tumour mask file on the reference grid as 0/1 uint8, and a record of how it got there.
+
+    The mask is taken to lie on the grid of the contrast whose raw grid it shares (the reference
+    first, then FLAIR, then in channel order) and follows that contrast's registration, by nearest
+    neighbour; a mask on no contrast's grid is resampled by its physical coordinates alone.
+    """
+    from .registration import resample_to
+
+    volume = read_volume(path)
+    reference = pre.record["reference"]
+    fixed = pre.volumes[reference]
+    if volume.array.ndim != 3:
+        raise InputError(f"{path}: a tumour mask must be a 3-D label volume, got shape {volume.array.shape}.")
+    order = [reference, "FLAIR"] + [n for n in pre.record["contrasts"] if n not in (reference, "FLAIR")]
+    source = next((n for n in order if n in raw and volume.same_grid(raw[n])), None)
+    registration = pre.record["steps"]["registration"].get(source) if source else None
+    matrix = np.asarray(registration["fixed_to_moving"]) if registration else None
+    if volume.same_grid(fixed) and matrix is None:
+        on_grid = volume
+    else:
+        on_grid = resample_to(volume, fixed, matrix, "nearest")
+    mask = fixed.with_array((np.asarray(on_grid.array) > 0).astype(np.uint8), contrast="tumour_mask")
+    how = ("on the reference grid as given" if on_grid is volume else
+           f"through {source}'s registration, nearest neighbour" if matrix is not None else
+           "resampled onto the reference grid by position, nearest neighbour")
+    record = {"source": str(path), "on_grid_of": source, "how": how, "voxels": int(mask.array.sum())}
+    return mask, record

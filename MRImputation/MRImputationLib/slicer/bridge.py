@@ -208,12 +208,35 @@ def place_in_hierarchy(node, parent_item: int, scene=None) -> int:
 def add_output_node(volume: Volume, name: str, attributes: dict, inputs: Iterable = (), scene=None,
                     window: tuple[float, float] | None = None, color_node_id: str | None = None,
                     hide_below: float | None = None):
-    """A new output volume node: named, provenance attributes set, in the inputs' study, windowed."""
+    """A new output volume node: named (a synthetic one says so), provenance attributes set, in the inputs'
+    study, marked as derived for DICOM export (`mark_as_derived`), windowed."""
+    if attributes.get("kind") == "synthetic" and "synthetic" not in name.lower():
+        name = f"{name} (synthetic)"
     node = add_volume_node(volume, name, scene)
     set_attributes(node, attributes)
-    place_in_hierarchy(node, study_item(list(inputs), scene), scene)
+    item = place_in_hierarchy(node, study_item(list(inputs), scene), scene)
+    mark_as_derived(node, item, attributes, scene)
     set_display(node, window=window, color_node_id=color_node_id, hide_below=hide_below)
     return node
+
+
+def mark_as_derived(node, item: int, attributes: dict, scene=None) -> None:
+    """The DICOM series tags of an output (core/labels.py: SeriesDescription says SYNTHETIC, ImageType
+    DERIVED\\SECONDARY\\SYNTHETIC, Modality MR, Manufacturer, Model) as "DICOM.<Tag>" attributes of its
+    subject-hierarchy item, where Slicer's DICOM export reads a series' tags, and of the node itself."""
+    import slicer
+
+    from ..core.labels import IMAGE_TYPES, dicom_series_tags
+
+    kind = attributes.get("kind")
+    if kind not in IMAGE_TYPES:
+        return
+    model = " ".join(str(attributes.get(k) or "") for k in ("model", "modelVersion")).strip()
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene or slicer.mrmlScene)
+    for tag, value in dicom_series_tags(attributes.get("contrast") or "volume", kind, model).items():
+        node.SetAttribute(f"DICOM.{tag}", value)
+        if hierarchy is not None and item:
+            hierarchy.SetItemAttribute(item, f"DICOM.{tag}", value)
 
 
 def _anchor_colors() -> np.ndarray:

@@ -2,10 +2,14 @@
 
 Rules (SLICER.md): torch only through the PyTorch extension (PyTorchUtils, which picks the build
 that matches the GPU driver); the other packages when first needed, after the user agreed, with
-`slicer.packaging.pip_ensure` (Slicer 5.12) or `slicer.util.pip_install` (older); never replace the
-packages Slicer ships (numpy, scipy, SimpleITK): every pip call carries a constraints file pinning
-their installed versions. antspyx pins an old scipy, so it is installed with --no-deps, then the
-packages `import ants` really loads.
+`slicer.packaging.pip_ensure` (Slicer 5.12; `slicer.packaging` is a submodule and is imported here)
+or `slicer.util.pip_install` (older); never replace the packages Slicer ships (numpy, scipy,
+SimpleITK): every pip call carries a constraints file pinning their installed versions. antspyx pins
+an old scipy, so it is installed with --no-deps, then the packages `import ants` really loads.
+
+Only what a run uses is required (`requirements_for`): antspyx and its needs only when inputs are
+registered. The self-tests require what their paths use (`SELF_TEST_REQUIREMENTS`), installed without
+asking in testing mode, or the test is skipped with the reason (`ensure_for_self_test`).
 
 The planning functions are pure (tested with pytest); `ensure_in_slicer` makes the Slicer calls.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import inspect
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -58,16 +63,27 @@ ANTSPYX_REAL_NEEDS = (
     Requirement("Pillow", "PIL", needed_for="antspyx"),
     Requirement("requests", "requests", needed_for="antspyx"),
 )
-REQUIREMENTS = (
+THREADPOOLCTL = Requirement("threadpoolctl", "threadpoolctl", needed_for="the built-in phantom (self-test)")
+CORE = (  # every imputation and training run, registration or not
     *SLICER_BUNDLED,
     TORCH,
     Requirement("safetensors", "safetensors", ">=0.4", "reading model weights"),
     Requirement("scikit-image", "skimage", ">=0.22", "brain mask and SSIM"),
     Requirement("matplotlib", "matplotlib", ">=3.7", "error-map pictures"),
-    Requirement("threadpoolctl", "threadpoolctl", needed_for="the built-in phantom (self-test)"),
-    ANTSPYX,
-    *ANTSPYX_REAL_NEEDS,
 )
+REGISTRATION = (ANTSPYX, *ANTSPYX_REAL_NEEDS)
+REQUIREMENTS = (*CORE, THREADPOOLCTL, *REGISTRATION)  # everything any feature uses
+# The self-tests run a phantom through imputation (no registration) and training on preprocessed data.
+SELF_TEST_REQUIREMENTS = (*CORE, THREADPOOLCTL)
+
+
+def requirements_for(register: bool = True) -> tuple[Requirement, ...]:
+    """What a run needs: the core packages, and antspyx with what it loads only when inputs are registered.
+
+    >>> [r.name for r in requirements_for(register=False)][-2:]
+    ['scikit-image', 'matplotlib']
+    """
+    return (*CORE, *REGISTRATION) if register else CORE
 
 
 def module_available(module: str) -> bool:
@@ -172,8 +188,7 @@ def ensure_in_slicer(requirements: Iterable[Requirement] = REQUIREMENTS, request
         _install_torch()
     if plan.no_deps or plan.pip:
         ask = confirm or (lambda text: slicer.util.confirmOkCancelDisplay(text, requester))
-        testing = bool(getattr(slicer, "app", None)) and slicer.app.testingEnabled()
-        if not testing and not ask(plan.question()):
+        if not testing_mode() and not ask(plan.question()):
             raise DependencyError("The packages were not installed, so the imputation cannot run. Click again to be "
                                   f"asked again, or install by hand in the Python console: "
                                   f"slicer.util.pip_install({[*plan.no_deps, *plan.pip]!r})")
@@ -181,6 +196,35 @@ def ensure_in_slicer(requirements: Iterable[Requirement] = REQUIREMENTS, request
     still = [r.name for r in missing(requirements)]
     if still:
         raise DependencyError(f"{', '.join(still)} installed but cannot be imported yet: restart Slicer, then retry.")
+
+
+def ensure_for_self_test(requirements: Iterable[Requirement] = SELF_TEST_REQUIREMENTS,
+                         requester: str = "MR Imputation self-test") -> str:
+    """Inside Slicer's self-tests: install what the test's path uses (no question in testing mode).
+    "" when everything is there, else why not: the test skips with that reason."""
+    try:
+        ensure_in_slicer(requirements, requester)
+    except DependencyError as error:
+        return f"{error} (needed: {', '.join(r.name for r in missing(requirements)) or 'see above'})"
+    return ""
+
+
+def testing_mode() -> bool:
+    """True inside Slicer started with --testing (self-tests): nobody is there to answer a question."""
+    import slicer
+
+    app = getattr(slicer, "app", None)
+    return bool(app is not None and app.testingEnabled())
+
+
+def slicer_packaging():
+    """`slicer.packaging` with `pip_ensure` (Slicer 5.12 and later), or None (older Slicer). It is a
+    submodule: `slicer.packaging` is not an attribute of `slicer` until it has been imported."""
+    try:
+        from slicer import packaging
+    except ImportError:
+        return None
+    return packaging if hasattr(packaging, "pip_ensure") else None
 
 
 def _install_torch() -> None:
@@ -201,12 +245,15 @@ def _pip_install(plan: InstallPlan, requester: str) -> None:
     with tempfile.TemporaryDirectory(prefix="MRImputation-pip-") as folder:
         constraints = Path(folder) / "constraints.txt"  # Slicer's numpy/scipy/SimpleITK stay as they are
         constraints.write_text(plan.constraints_text(), encoding="utf-8")
-        packaging = getattr(slicer, "packaging", None)
+        packaging = slicer_packaging()
         try:
             if plan.no_deps:
                 slicer.util.pip_install([*plan.no_deps, "--no-deps", "-c", str(constraints)])
-            if plan.pip and packaging is not None and hasattr(packaging, "pip_ensure"):
-                packaging.pip_ensure(plan.pip, constraints=str(constraints), prompt_install=False, requester=requester)
+            if plan.pip and packaging is not None:
+                options = {"constraints": str(constraints), "prompt_install": False, "requester": requester}
+                if "skip_in_testing" in inspect.signature(packaging.pip_ensure).parameters:
+                    options["skip_in_testing"] = False  # the self-tests install what they use
+                packaging.pip_ensure(plan.pip, **options)
             elif plan.pip:
                 slicer.util.pip_install([*plan.pip, "-c", str(constraints)])
         except subprocess.CalledProcessError as error:

@@ -39,8 +39,8 @@ def device_probe_command(python: str | os.PathLike = sys.executable) -> list[str
 
 def start_device_probe(on_found: Callable[[dict], None]) -> Job:
     """Start the probe; `on_found(info)` gets {"torch", "cuda", "gpu", "gpu_memory_gb"} when it answered."""
-    return start_job(device_probe_command(python_executable()),
-                     on_finished=lambda job: on_found(job.info) if job.ok else None)
+    return start_job(device_probe_command(python_executable()),  # nothing to save: stopped at once
+                     on_finished=lambda job: on_found(job.info) if job.ok else None, grace_s=0.0)
 
 
 def describe_devices(info: Mapping | None) -> str:

@@ -2,7 +2,8 @@
 
 Which node goes with which contrast (guessed from node names), whether a selection can work and
 why not (a sentence the user can act on), the scenario it means ("given T1, T2 -> synthesizing
-PD"), the command line for the child process, and the names of the output nodes.
+PD"), which built-in model suits the loaded volumes, the command line for the child process, and
+the names of the output nodes.
 """
 
 from __future__ import annotations
@@ -160,6 +161,38 @@ def prefill(contrasts: Sequence[str], node_names: Sequence[str], skip: Iterable[
         if contrast and contrast not in found:
             found[contrast] = name
     return {c: found[c] for c in (canonical_contrast(c) for c in contrasts) if c in found}
+
+
+def preselected_model(cards: Sequence, node_names: Sequence[str], current: str | None = None,
+                      skip: Iterable[str] = ()) -> str | None:
+    """The id of the built-in model whose contrasts the loaded volumes match best (most of its contrasts
+    named by a volume, then fewest of them absent), or None when no built-in model matches any volume.
+    `current` (any model's id) is kept when it matches the volumes as well as the best built-in model;
+    `skip` are names never counted (our outputs).
+    `cards` are models/catalogue.py ModelCards (any object with `id`, `contrasts` and `builtin`).
+
+    >>> from types import SimpleNamespace as Card
+    >>> cards = [Card(id="ixi-1.0", contrasts=["T1", "T2", "PD"], builtin=True),
+    ...          Card(id="brats-1.0", contrasts=["T1", "T1c", "FLAIR"], builtin=True),
+    ...          Card(id="mine-0.1", contrasts=["T1", "T1c", "FLAIR", "T2"], builtin=False)]
+    >>> preselected_model(cards, ["BraTS-GLI-00001-000-t1n", "BraTS-GLI-00001-000-t2f"])
+    'brats-1.0'
+    >>> preselected_model(cards, ["IXI002-Guys-0828-T1"], current="brats-1.0"), preselected_model(cards, ["Segmentation"])
+    ('brats-1.0', None)
+    >>> preselected_model(cards, ["sub-1_T1", "sub-1_FLAIR", "sub-1_T2"], current="mine-0.1")
+    'mine-0.1'
+    """
+    def score(card) -> tuple[int, int]:
+        found = prefill(card.contrasts, node_names, skip)
+        return len(found), len(found) - len(card.contrasts)
+
+    ranked = [(score(c), c.id) for c in cards if getattr(c, "builtin", False) or c.id == current]
+    ranked = [(s, i) for s, i in ranked if s[0] > 0]
+    if not ranked:
+        return None
+    best = max(s for s, _ in ranked)
+    winners = [i for s, i in ranked if s == best]
+    return current if current in winners else winners[0]
 
 
 def output_node_name(contrast: str, kind: str = "synthetic") -> str:

@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 from ..core.contrasts import ContrastSet, canonical_contrast
 from ..core.errors import InputError
 from ..core.events import ProgressEvent
-from ..models.store import ModelCard, ModelStore
+from ..models.store import ModelCard, ModelStore, user_store
 from .imputation_decisions import (
     ImputationOptions,
     compare_command,
@@ -111,11 +111,12 @@ def load_comparison(out: Path, contrast: str, synthetic, real) -> ComparisonOutp
 class ImputationLogic:
     """Imputation and inspection without the widget. Can be used without GUI widget.
 
-    `store` holds the installed models (default: the user cache folder, or Slicer's cache path).
+    `store` holds the built-in and installed models (default: models/store.py's `user_store()`, the
+    persistent per-user models folder).
     """
 
     def __init__(self, store: ModelStore | None = None, python: str | None = None) -> None:
-        self.store = store or ModelStore()
+        self.store = store or user_store()
         self.python = python
 
     def model_card(self, model) -> ModelCard:
@@ -160,13 +161,13 @@ class ImputationLogic:
     def impute(self, inputs: Mapping[str, object], model, options: ImputationOptions | None = None,
                on_progress: Callable[[ProgressEvent], None] | None = None, on_log: Callable | None = None,
                timeout: float | None = None) -> list:
-        """Blocking imputation for scripts: returns the new nodes (synthetic, then uncertainty)."""
+        """Blocking imputation for scripts: returns the new nodes (synthetic, then uncertainty).
+
+        InputError with the reason if it failed; TimeoutError (the child is stopped first, nothing is
+        added) if it runs longer than `timeout` seconds.
+        """
         job = self.start_impute(inputs, model, options, on_progress, on_log)
-        try:
-            return job.wait(timeout, idle_events()).outputs.nodes
-        except TimeoutError:
-            job.cancel(wait=True)
-            raise
+        return _wait_or_stop(job, timeout, "imputation").outputs.nodes
 
     def start_compare(self, synthetic, real, on_progress=None, on_log=None,
                       on_finished: Callable[[Job], None] | None = None) -> Job[ComparisonOutputs]:
@@ -195,6 +196,15 @@ class ImputationLogic:
 
     def compare(self, synthetic, real, timeout: float | None = None) -> Job[ComparisonOutputs]:
         """Blocking comparison: the finished job; its `outputs` hold `error_node`, `table` and `metrics`."""
-        job = self.start_compare(synthetic, real)
-        job.wait(timeout, idle_events())
-        return job
+        return _wait_or_stop(self.start_compare(synthetic, real), timeout, "comparison")
+
+
+def _wait_or_stop(job: Job, timeout: float | None, what: str) -> Job:
+    """`job.wait(timeout)`, but a job that runs past `timeout` is stopped (quietly, its whole process tree)
+    and TimeoutError raised: the caller gets the timeout, never the cancelled job's own state."""
+    try:
+        return job.wait(timeout, idle_events())
+    except TimeoutError:
+        job.cancel(wait=True, quiet=True)
+        raise TimeoutError(f"the {what} did not finish within {timeout:g} s; it was stopped and nothing was "
+                           "added to the scene.") from None

@@ -11,7 +11,7 @@ QTimer polls them.
 from __future__ import annotations
 
 from ..core.contrasts import ContrastSet
-from .imputation_decisions import ImputationOptions, prefill, selection_state
+from .imputation_decisions import ImputationOptions, preselected_model, prefill, selection_state
 from .panel_base import PanelBase
 
 INPUT_ROLE = "MRImputation.input."
@@ -41,9 +41,14 @@ class ImputationPanel(PanelBase):
         self.startDeviceProbe()
 
     def enter(self) -> None:
-        """The module was opened: offer volumes loaded meanwhile if no input is chosen yet."""
+        """The module was opened: offer volumes loaded meanwhile (and the built-in model they suit) if no input
+        is chosen yet."""
         if not self.selectedInputs():
-            self.rebuildSelectors(self.currentCard())
+            preferred = self.preferredModel()
+            if preferred and preferred != getattr(self.currentCard(), "id", None):
+                self.refreshModels(select=preferred)  # rebuilds the selectors for it
+            else:
+                self.rebuildSelectors(self.currentCard())
         self.updateState()
 
     # models --------------------------------------------------------------------------------------
@@ -59,7 +64,7 @@ class ImputationPanel(PanelBase):
         except Exception as error:  # noqa: BLE001 - a broken catalogue must not break the panel
             self.cards = self.store.installed()
             slicer.util.errorDisplay(f"The model catalogue could not be read: {error}")
-        wanted = select or (self.params.modelId if self.params else "")
+        wanted = select or (self.params.modelId if self.params else "") or self.preferredModel() or ""
         combo = self.ui.modelComboBox
         combo.blockSignals(True)
         combo.clear()
@@ -72,6 +77,11 @@ class ImputationPanel(PanelBase):
             combo.addItem("No model installed: import one or train one (MR Imputation Training)")
             combo.setCurrentIndex(0)
         self.onModelChanged()
+
+    def preferredModel(self) -> str | None:
+        """The built-in model whose contrasts the loaded volumes match (imputation_decisions.preselected_model)."""
+        names, outputs = self.volumeNames()
+        return preselected_model(self.cards, names, self.params.modelId if self.params else None, skip=outputs)
 
     def onModelChanged(self, *_) -> None:
         card = self.currentCard()
@@ -214,8 +224,10 @@ class ImputationPanel(PanelBase):
                                  uncertainty=p.uncertaintySamples, self_check=p.selfCheck)
 
     def onImpute(self) -> None:
+        from .dependencies import requirements_for
+
         card = self.currentCard()
-        if not self.ensureDependencies():
+        if not self.ensureDependencies(requirements_for(register=self.params.register)):  # antspyx only to register
             return
         self.ui.logTextEdit.clear()
         self.startJob(lambda: self.logic.startImpute(self.selectedInputs(), card, self.options(),
@@ -228,6 +240,9 @@ class ImputationPanel(PanelBase):
 
     def busy(self) -> bool:
         return super().busy() or self.download is not None
+
+    def cleanupMore(self) -> None:
+        self.download = None  # a download thread cannot be stopped: it ends on its own, resumable next time
 
     def pollMore(self) -> None:
         """Follow the model download (a thread, not a child process)."""
@@ -254,9 +269,10 @@ class ImputationPanel(PanelBase):
 
     def setRunning(self, running: bool, status: str = "") -> None:
         self.ui.cancelButton.setEnabled(running and self.running)
-        for widget in (self.ui.modelComboBox, self.ui.importModelButton, self.ui.clearModelsFolderButton,
-                       self.ui.downloadModelButton):
+        for widget in (self.ui.modelComboBox, self.ui.importModelButton, self.ui.clearModelsFolderButton):
             widget.setEnabled(not running)
+        card = self.currentCard()  # Download only for a model that is not installed yet
+        self.ui.downloadModelButton.setEnabled(not running and card is not None and not card.installed)
         if running:
             self.ui.progressBar.setValue(0)
         self.ui.statusLabel.setText(status)

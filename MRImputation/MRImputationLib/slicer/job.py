@@ -14,6 +14,7 @@ Also here: the Python, environment and folders a child gets inside Slicer and ou
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -24,7 +25,7 @@ from typing import Callable, Generic, Protocol, Sequence, TypeVar
 
 from ..core.errors import InputError
 from ..core.events import EpochEvent, LogEvent, ProgressEvent
-from .process import ChildProcess, RunResult
+from .process import DEFAULT_GRACE_S, ChildProcess, RunResult
 
 LIBRARY = "MRImputationLib"
 Outputs = TypeVar("Outputs")
@@ -169,8 +170,20 @@ class Job(Generic[Outputs]):
             self.on_finished(self)
         return True
 
-    def cancel(self, wait: bool = False) -> None:
-        """End the child's whole process tree; `poll()` then reports the job as cancelled (`wait`: block till then)."""
+    def cancel(self, wait: bool = False, quiet: bool = False) -> None:
+        """End the child's whole process tree; `poll()` then reports the job as cancelled (`wait`: block till then).
+
+        `quiet` (closing or reloading a panel): no callback runs any more, not even `on_finished`, and
+        nothing is raised; the child still gets its grace period to write what it writes on the way out.
+        """
+        if quiet:
+            self.on_finished = None
+            self.child.silence()
+            try:
+                self.cancel(wait=wait)
+            except Exception as error:  # noqa: BLE001 - cleanup goes on; the log says what happened
+                logging.getLogger(__name__).warning("stopping %s: %s", self.child.command[:4], error)
+            return
         self.child.cancel(wait=wait)
         if wait:
             self.poll()
@@ -200,16 +213,18 @@ def start_job(command: Sequence[str | os.PathLike], *, load: Callable[[dict], Ou
               on_progress: Callable[[ProgressEvent], None] | None = None,
               on_log: Callable[[LogEvent], None] | None = None,
               on_epoch: Callable[[EpochEvent], None] | None = None,
-              on_finished: Callable[[Job], None] | None = None) -> Job[Outputs]:
+              on_finished: Callable[[Job], None] | None = None,
+              grace_s: float = DEFAULT_GRACE_S) -> Job[Outputs]:
     """Start `command` in a child process and return its job at once; `work` is removed if it cannot start.
 
     The child runs in the library's folder with the library on its path, in Slicer's start-up
     environment inside Slicer (`env` replaces that); the monitor sees each event before the callbacks.
+    `grace_s`: how long a cancelled child may take to stop before its process tree is killed.
     """
     child = ChildProcess(command, env=env if env is not None else child_environment(base_environment()),
                          cwd=str(lib_folder()), on_log=on_log,
                          on_progress=_both(monitor.on_progress if monitor else None, on_progress),
-                         on_epoch=_both(monitor.on_epoch if monitor else None, on_epoch))
+                         on_epoch=_both(monitor.on_epoch if monitor else None, on_epoch), grace_s=grace_s)
     try:
         child.start()
     except BaseException:

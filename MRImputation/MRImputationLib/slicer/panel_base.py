@@ -8,6 +8,7 @@ Runs only inside Slicer (qt, vtk and slicer are imported when a panel is built o
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
@@ -72,13 +73,22 @@ class PanelBase:
         raise NotImplementedError
 
     def cleanup(self) -> None:
-        """Stop everything that runs: the job's process tree, the device probe, timers, observers."""
-        if self.running:
-            self.job.cancel(wait=True)
-        if self._device_probe is not None:
-            self._device_probe.cancel(wait=True)
-        self.timer.stop()
-        self.setParameterNode(None)
+        """Stop everything that runs, quietly (Slicer closing, the module reloaded: no dialog, nothing raised):
+        the job's and the device probe's process trees (each child keeps its grace period to finish writing),
+        what the panel adds (`cleanupMore`), the timer and the parameter-node observer. Each step runs
+        even if an earlier one failed."""
+        for job in (self.job, self._device_probe):
+            if job is not None and not job.finished:
+                job.cancel(wait=True, quiet=True)  # never raises, calls nothing back
+        self._device_probe = None
+        for step in (self.cleanupMore, self.timer.stop, lambda: self.setParameterNode(None)):
+            try:
+                step()
+            except Exception as error:  # noqa: BLE001 - the next steps must still run
+                logging.getLogger(__name__).warning("%s cleanup: %s", self.TITLE, error)
+
+    def cleanupMore(self) -> None:
+        """What else a panel stops when it goes away (a download, a folder scan)."""
 
     def succeeded(self, job: Job, cancelled: str, failed: str, what: str, keep_progress: bool = False) -> bool:
         """A finished job: when it was cancelled or failed, say so (`cancelled` / `failed` in the status line,
@@ -105,14 +115,15 @@ class PanelBase:
         """Whether the timer still has something to poll."""
         return self.running or self._device_probe is not None
 
-    def ensureDependencies(self) -> bool:
-        """Install what is missing (after asking) before a job starts; False, with a dialog saying why, if not done."""
+    def ensureDependencies(self, requirements=None) -> bool:
+        """Install what is missing of `requirements` (default: all; dependencies.requirements_for says what a run
+        uses) after asking, before a job starts; False, with a dialog saying why, if not done."""
         import slicer
 
-        from .dependencies import DependencyError, ensure_in_slicer
+        from .dependencies import REQUIREMENTS, DependencyError, ensure_in_slicer
 
         try:
-            ensure_in_slicer(requester=self.TITLE)
+            ensure_in_slicer(REQUIREMENTS if requirements is None else requirements, requester=self.TITLE)
         except DependencyError as error:
             slicer.util.errorDisplay(str(error), windowTitle=self.TITLE)
             return False
@@ -123,10 +134,15 @@ class PanelBase:
         import slicer
 
         with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-            self.job = start()
-            self.started = time.monotonic()
-            self.setRunning(True, status)
-            self.timer.start()
+            job = start()
+            try:
+                self.job = job
+                self.started = time.monotonic()
+                self.timer.start()
+                self.setRunning(True, status)
+            except BaseException:
+                job.cancel(quiet=True)  # never leave a child running that no Stop button can reach
+                raise
 
     def cancelJob(self, status: str) -> None:
         if self.running:

@@ -6,7 +6,9 @@ process group on Windows), two reader threads queue its stdout/stderr lines, and
 from the caller's thread (a `qt.QTimer` in Slicer, a loop in scripts and tests), turns them into
 the typed events of core/events.py and calls back. `cancel()` ends the whole process tree:
 PythonSlicer is a launcher, so killing only the process we started would leave the real Python
-worker running.
+worker running. It first asks (a signal to the group, and the stop file core/cancellation.py
+watches, which reaches the worker on Windows too), and kills what still runs `grace_s` later: a
+training child gets long enough to write its checkpoint.
 
 >>> event = parse_event('{"event": "progress", "stage": "synthesize", "fraction": 0.5, "eta_s": 12}')
 >>> event.stage, event.fraction, event.eta_s
@@ -22,16 +24,20 @@ import os
 import queue
 import signal
 import subprocess
+import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from ..core.cancellation import STOP_FILE_ENV
 from ..core.errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
 from ..core.events import DoneEvent, EpochEvent, ErrorEvent, Event, LogEvent, ProgressEvent, event_from_dict
 
 TAIL_LINES = 40
 READER_GRACE_S = 2.0
+DEFAULT_GRACE_S = 5.0  # from the stop request to SIGKILL / taskkill /F
 
 
 def parse_event(line: str, stream: str = "stdout") -> Event:
@@ -90,8 +96,11 @@ class ChildProcess:
                  on_epoch: Callable[[EpochEvent], None] | None = None,
                  on_done: Callable[[DoneEvent], None] | None = None,
                  on_error: Callable[[ErrorEvent], None] | None = None,
-                 on_finished: Callable[[RunResult], None] | None = None) -> None:
+                 on_finished: Callable[[RunResult], None] | None = None,
+                 grace_s: float = DEFAULT_GRACE_S) -> None:
         self.command = [str(c) for c in command]
+        self.grace_s = grace_s
+        self.stop_file = os.path.join(tempfile.gettempdir(), f"mrimputation-stop-{uuid.uuid4().hex}")
         self.env = env
         self.cwd = cwd
         self.on_progress, self.on_log, self.on_epoch = on_progress, on_log, on_epoch
@@ -122,7 +131,8 @@ class ChildProcess:
     def start(self) -> "ChildProcess":
         if self.process is not None:
             raise RuntimeError("this child process was already started; make a new ChildProcess to run again")
-        env = {**(self.env if self.env is not None else os.environ), "PYTHONUNBUFFERED": "1"}
+        env = {**(self.env if self.env is not None else os.environ), "PYTHONUNBUFFERED": "1",
+               STOP_FILE_ENV: self.stop_file}
         options: dict = {}
         if os.name == "nt":
             options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
@@ -169,6 +179,7 @@ class ChildProcess:
             self._dispatch(parse_event(line, name))
         if self._cancelled:
             kill_tree(self.process)  # whatever of the group is still alive
+        _remove(self.stop_file)
         code = self.process.returncode
         error = self._error
         if not self._cancelled and code != EXIT_OK and error is None:
@@ -215,21 +226,28 @@ class ChildProcess:
                 idle()
             time.sleep(interval)
 
-    def cancel(self, grace: float = 5.0, wait: bool = False) -> None:
+    def cancel(self, grace: float | None = None, wait: bool = False) -> None:
         """Stop the child and all its descendants without blocking.
 
-        SIGTERM goes to the whole process group (the CLI cleans up and exits 130, a launcher just
-        ends); `poll()` sends SIGKILL to the group if anything of it still runs `grace` seconds
-        later. With `wait=True` this returns only when the child has ended.
+        The stop request goes to the whole process group (SIGTERM on POSIX, CTRL_BREAK_EVENT on
+        Windows) and through the stop file: the CLI unwinds (the trainer saves a checkpoint) and
+        exits 130, a launcher just ends. `poll()` kills the group if anything of it still runs
+        `grace` seconds (default: this child's `grace_s`) later. With `wait=True` this returns only
+        when the child has ended.
         """
         if self.process is None or self.result is not None:
             return
         if not self._cancelled:
             self._cancelled = True
-            self._kill_deadline = time.monotonic() + grace
+            self._kill_deadline = time.monotonic() + (self.grace_s if grace is None else grace)
+            _touch(self.stop_file)
             terminate_tree(self.process)
         if wait:
             self.wait()
+
+    def silence(self) -> None:
+        """Call back nothing any more (a panel being closed or reloaded: its widgets are going away)."""
+        self.on_progress = self.on_log = self.on_epoch = self.on_done = self.on_error = self.on_finished = None
 
     def _escalate(self) -> None:
         if self._cancelled and not self._killed and time.monotonic() > self._kill_deadline:
@@ -238,10 +256,17 @@ class ChildProcess:
 
 
 def terminate_tree(process: subprocess.Popen) -> None:
-    """Ask `process` (started in its own group) and its descendants to stop (Windows: end them)."""
+    """Ask `process` (started in its own group) and its descendants to stop; they may take their time.
+
+    Windows: CTRL_BREAK_EVENT to its process group (the CLI treats SIGBREAK like SIGTERM); it only
+    arrives when this process shares the child's console, so the stop file (see `cancel`) is what
+    reaches a child of Slicer. Nothing is killed here: `kill_tree` does that after the grace period.
+    """
     if os.name == "nt":
-        # taskkill /T walks the tree from the launcher; /F because console programs ignore WM_CLOSE.
-        subprocess.run(["taskkill", "/PID", str(process.pid), "/T", "/F"], capture_output=True, check=False)
+        try:
+            os.kill(process.pid, signal.CTRL_BREAK_EVENT)
+        except OSError:
+            pass  # no shared console: the stop file asks instead
     else:
         _signal_group(process.pid, signal.SIGTERM)
 
@@ -249,12 +274,28 @@ def terminate_tree(process: subprocess.Popen) -> None:
 def kill_tree(process: subprocess.Popen) -> None:
     """End `process` and every process left in its group, at once."""
     if os.name == "nt":
-        terminate_tree(process)
+        # taskkill /T walks the tree from the launcher; /F because console programs ignore WM_CLOSE.
+        subprocess.run(["taskkill", "/PID", str(process.pid), "/T", "/F"], capture_output=True, check=False)
         if process.poll() is None:
             process.kill()
     else:
         # The group outlives its leader while any member lives (e.g. a launcher's worker).
         _signal_group(process.pid, signal.SIGKILL)
+
+
+def _touch(path: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError:
+        pass  # the signal still asks
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _signal_group(group: int, signum: int) -> None:

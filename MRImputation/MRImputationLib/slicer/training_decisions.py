@@ -1,36 +1,33 @@
-"""What the training panel decides, without Slicer: the data it was given, the command it runs, and
-the curves, status line and time left it shows while the child process trains.
+"""What the training panel decides, without Slicer: the data it was given, the command it runs.
 
-The panel shows a folder's subjects and contrasts before anything starts (`summarize_data`), judges
-its options with a reason a user can act on (`TrainingOptions.check`), runs `mrimpute train` with
-them (`training_command`: the same command as the headless train.py), and turns the child's epoch
-events into curve arrays (`TrainingCurves`) and a status line with the time left (`TrainingMonitor`).
+The panel shows a folder's subjects and contrasts before anything starts (`summarize_data`, bounded:
+typing `/` never walks the disk), reads the data-folder field only once typing pauses (`FolderInput`),
+suggests an output folder beside the data until the user picks one (`output_suggestion`), judges its
+options with a reason a user can act on (`TrainingOptions.check`) and runs `mrimpute train` with them
+(`training_command`: the same command as the headless train.py). What it shows while the child
+trains (curves, status line, time left) is in training_progress.py.
 """
 
 from __future__ import annotations
 
 import html
-import json
-import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from ..core.contrasts import canonical_contrast, channel_order
 from ..core.errors import InputError
-from ..core.events import EpochEvent, ProgressEvent, format_duration
 from ..training.run_folder import RunFolder
 from .job import library_command
 
 DEVICES = ("auto", "cuda", "cpu")
 PRESETS = ("tiny", "seed-ixi", "mmgan-faithful")  # fastest first; see training_config.TRAIN_PRESETS
-LOSS_COLUMNS = ("loss_g", "loss_d", "loss_l1", "loss_adv")
-VALIDATION_COLUMNS = ("val_psnr", "val_ssim", "val_mae")
-CURVE_COLUMNS = LOSS_COLUMNS + VALIDATION_COLUMNS
 MAX_LISTED_SUBJECTS = 40
-RECENT_EPOCHS = 5  # the time left follows the last few epochs (validation and caches change the pace)
+DEBOUNCE_MS = 700  # the data-folder field is read once typing pauses this long (at once on Enter or focus out)
+# A data folder is read this far at most (IXI: ~1,800 files; BraTS 2023 training data: ~8,000 entries).
+MAX_SCAN_ENTRIES = 20_000
+MAX_SCAN_DEPTH = 5
 
 
 @dataclass
@@ -111,10 +108,13 @@ class DataSummary:
                 f"{''.join(rows)}</table>")
 
 
-def summarize_data(folder: str | os.PathLike) -> DataSummary:
+def summarize_data(folder: str | os.PathLike, max_entries: int = MAX_SCAN_ENTRIES,
+                   max_depth: int = MAX_SCAN_DEPTH) -> DataSummary:
     """Subjects and contrasts of a raw folder (found by name) or of a `mrimpute preprocess` output (its manifest).
 
-    InputError (naming the folder and what was looked for) when it holds no subject.
+    InputError (naming the folder and what was looked for) when it holds no subject, and when a raw
+    folder is larger or deeper than a folder of subjects is (`check_scan_bounds`): nothing is walked
+    beyond the bounds.
     """
     from ..preprocessing.manifest import MANIFEST_NAME, read_manifest
 
@@ -130,8 +130,101 @@ def summarize_data(folder: str | os.PathLike) -> DataSummary:
         return DataSummary(folder, True, subjects, failed)
     from ..data.discovery import discover_subjects
 
+    check_scan_bounds(folder, max_entries, max_depth)
     found = discover_subjects(folder)
     return DataSummary(folder, False, {s.subject: tuple(channel_order(s.files)) for s in found})
+
+
+def check_scan_bounds(folder: str | os.PathLike, max_entries: int = MAX_SCAN_ENTRIES,
+                      max_depth: int = MAX_SCAN_DEPTH) -> int:
+    """Walk `folder` as subject discovery does (hidden and skipped folders left out, links not followed),
+    but stop at `max_entries` files and folders or `max_depth` levels: InputError saying where it stopped
+    and what to choose instead. Returns the number of entries seen.
+    """
+    from ..data.discovery import SKIPPED_FOLDERS
+
+    folder = Path(folder)
+    seen, stack = 0, [(folder, 0)]
+    while stack:
+        current, depth = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    seen += 1
+                    if seen > max_entries:
+                        raise InputError(f"{folder}: stopped reading after {max_entries} files and folders: this is "
+                                         "more than a folder of subjects (a home folder, a disk?). Choose the folder "
+                                         "that holds the subjects' images, or the output of `mrimpute preprocess`.")
+                    if entry.is_dir(follow_symlinks=False) and entry.name not in SKIPPED_FOLDERS:
+                        if depth + 1 > max_depth:
+                            raise InputError(f"{folder}: has folders more than {max_depth} levels deep (e.g. "
+                                             f"{Path(entry.path).relative_to(folder)}); choose the folder that holds "
+                                             "the subjects (their images, or one folder per subject).")
+                        stack.append((Path(entry.path), depth + 1))
+        except (PermissionError, FileNotFoundError, NotADirectoryError):
+            continue  # as os.walk does: what cannot be listed is left out
+    return seen
+
+
+class FolderInput:
+    """The data-folder field while the user types: which path to read, once, and whose answer still counts.
+
+    Each change of the text is `typed(text)`; the panel restarts a single-shot timer of `DEBOUNCE_MS`
+    and, when it fires or editing is finished (Enter, focus out), reads `settle()`: the path to scan
+    now ("" when the field was cleared), or None when nothing changed since the last one. A scan's
+    answer is shown only while `wanted(path)`: a later settled path makes an older answer stale.
+
+    >>> field = FolderInput()
+    >>> for text in ("/", "/d", "/data"):
+    ...     field.typed(text)
+    >>> field.settle(), field.settle(), field.wanted("/"), field.wanted("/data")
+    ('/data', None, False, True)
+    """
+
+    def __init__(self, current: str = "") -> None:
+        self.current = str(current or "").strip()
+        self.pending: str | None = None
+
+    def typed(self, text: str) -> None:
+        self.pending = str(text or "").strip()
+
+    @property
+    def waiting(self) -> bool:
+        """True while typed text has not been settled yet."""
+        return self.pending is not None
+
+    def settle(self) -> str | None:
+        if self.pending is None:
+            return None
+        path, self.pending = self.pending, None
+        if path == self.current:
+            return None
+        self.current = path
+        return path
+
+    def wanted(self, path: str) -> bool:
+        return path == self.current
+
+
+def output_suggestion(data: str, output: str, suggested: str) -> str | None:
+    """The output folder to show for the data folder `data`: '<data>-training' beside it, as long as the
+    output field holds nothing or the previous suggestion `suggested`; "" when the data folder was
+    cleared (so is its suggestion); None when the user chose the output folder (keep theirs).
+
+    >>> output_suggestion("/data/ixi", "", ""), output_suggestion("/data/ixi2", "/data/ixi-training", "/data/ixi-training")
+    ('/data/ixi-training', '/data/ixi2-training')
+    >>> output_suggestion("/data/ixi2", "/runs/mine", "/data/ixi-training") is None
+    True
+    """
+    output, data = str(output or "").strip(), str(data or "").strip()
+    if output and output != suggested:
+        return None
+    if not data:
+        return ""
+    path = Path(os.path.abspath(os.path.expanduser(data)))
+    return str(path.parent / f"{path.name}-training") if path.name else ""
 
 
 @dataclass
@@ -212,137 +305,3 @@ def training_command(python: str | os.PathLike, options: TrainingOptions,
     ['python', '-m', 'MRImputationLib', 'train', 'd', '--out']
     """
     return library_command(python, "train", *options.arguments(models_folder))
-
-
-class TrainingCurves:
-    """Per-epoch records (losses, validation metrics) as columns for plotting; a resumed run continues them.
-
-    >>> curves = TrainingCurves()
-    >>> curves.add({"epoch": 1, "loss_g": 0.5}); curves.add({"epoch": 2, "loss_g": 0.4, "val_psnr": 21.0})
-    >>> curves.column("loss_g"), curves.column("val_psnr")[1]
-    ([0.5, 0.4], 21.0)
-    """
-
-    def __init__(self, records: Sequence[dict] = ()) -> None:
-        self.records: list[dict] = []
-        for record in records:
-            self.add(record)
-
-    @classmethod
-    def from_history(cls, run: str | os.PathLike) -> "TrainingCurves":
-        """The curves so far of a run folder (its history.jsonl), e.g. before resuming it."""
-        path = RunFolder(run).history
-        if not path.is_file():
-            return cls()
-        records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-            if isinstance(record, dict) and isinstance(record.get("epoch"), int):
-                records.append(record)
-        return cls(records)
-
-    def add(self, record: dict) -> None:
-        """Add an epoch; an epoch seen before (a run resumed from an earlier checkpoint) replaces the later ones."""
-        epoch = int(record["epoch"])
-        self.records = [r for r in self.records if r["epoch"] < epoch] + [dict(record)]
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def epochs(self) -> list[int]:
-        return [r["epoch"] for r in self.records]
-
-    @property
-    def latest(self) -> dict | None:
-        return self.records[-1] if self.records else None
-
-    def column(self, name: str) -> list[float]:
-        """One value per epoch; NaN where the epoch has none (e.g. validation every few epochs)."""
-        values = []
-        for record in self.records:
-            value = record.get(name)
-            values.append(float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan)
-        return values
-
-    def columns(self) -> dict[str, list[float]]:
-        """"epoch" and every curve column, equally long."""
-        return {"epoch": [float(e) for e in self.epochs], **{name: self.column(name) for name in CURVE_COLUMNS}}
-
-
-class TrainingMonitor:
-    """Follows a training child's events: stage, epoch, curves, and an estimate of the time left.
-
-    `clock` is injectable for tests; the time left comes from the pace of the last epochs (wall
-    time between epoch events, validation included), before the first epoch from the child's own
-    estimate for its current stage.
-    """
-
-    def __init__(self, epochs: int | None = None, curves: TrainingCurves | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.epochs = epochs
-        self.curves = curves or TrainingCurves()
-        self.clock = clock
-        self.started = clock()
-        self.stage = ""
-        self.last_progress: ProgressEvent | None = None
-        self._train_started: float | None = None
-        self._arrivals: list[float] = []
-
-    def on_progress(self, event: ProgressEvent) -> None:
-        self.stage, self.last_progress = event.stage, event
-        if event.stage == "train" and self._train_started is None:
-            self._train_started = self.clock()
-
-    def on_epoch(self, event: EpochEvent) -> None:
-        now = self.clock()
-        if self._train_started is None:
-            self._train_started = now
-        self.curves.add(event.record)
-        self._arrivals.append(now)
-        if event.epochs is not None:
-            self.epochs = event.epochs
-
-    def epoch_seconds(self) -> float | None:
-        """Wall seconds per epoch, over the last few epochs of this session."""
-        if not self._arrivals or self._train_started is None:
-            return None
-        times = [self._train_started, *self._arrivals][-(RECENT_EPOCHS + 1):]
-        return (times[-1] - times[0]) / (len(times) - 1)
-
-    def time_left(self) -> float | None:
-        """Seconds until training ends (evaluation and export not included), or None before any estimate."""
-        latest = self.curves.latest
-        if self.stage not in ("", "train") and self.last_progress is not None:
-            return self.last_progress.eta_s
-        per_epoch = self.epoch_seconds()
-        if per_epoch is not None and latest is not None and self.epochs:
-            return max(self.epochs - latest["epoch"], 0) * per_epoch
-        return self.last_progress.eta_s if self.last_progress is not None else None
-
-    def status(self) -> str:
-        """'epoch 3/6 · G 0.412 · D 0.633 · val PSNR 24.10 dB · SSIM 0.812 · about 1 min 05 s of training left'."""
-        parts = []
-        latest = self.curves.latest
-        if latest is not None:
-            parts.append(f"epoch {latest['epoch']}/{self.epochs or '?'}")
-            for key, label in (("loss_g", "G"), ("loss_d", "D"), ("loss_l1", "L1")):
-                if isinstance(latest.get(key), (int, float)):
-                    parts.append(f"{label} {latest[key]:.3f}")
-            if isinstance(latest.get("val_psnr"), (int, float)):
-                parts.append(f"val PSNR {latest['val_psnr']:.2f} dB")
-            if isinstance(latest.get("val_ssim"), (int, float)):
-                parts.append(f"SSIM {latest['val_ssim']:.3f}")
-        training = self.stage in ("", "train")
-        if not training:
-            done = f" {self.last_progress.fraction:.0%}" if self.last_progress is not None else ""
-            parts.append(f"{self.stage}{done}")
-        left = self.time_left()
-        if left is not None:
-            parts.append(f"about {format_duration(left)} {'of training ' if training else ''}left")
-        elif not parts:
-            parts.append(f"starting ({format_duration(self.clock() - self.started)})")
-        return " · ".join(parts)

@@ -1,7 +1,8 @@
 """A training run in a child process, as the training panel (or a script) follows it: start, poll, stop.
 
 `start_training(options)` runs `mrimpute train` (`python -m MRImputationLib train ...`, PythonSlicer
-inside Slicer) as a job.py `Job`, so stopping ends the whole process tree. The job's monitor
+inside Slicer) as a job.py `Job`: stopping asks the trainer to stop, gives it `TRAINING_GRACE_S` to
+write its checkpoint, then ends whatever of the process tree still runs. The job's monitor
 (`job.monitor`, a TrainingMonitor) turns the child's epoch and progress events into curves and a
 status line with the time left; once done, `job.outputs` says what the run made (`TrainingOutputs`).
 No Qt and no Slicer needed: the panel polls from a QTimer, scripts and tests with `wait()`.
@@ -18,7 +19,12 @@ from ..core.errors import InputError
 from ..core.events import EpochEvent, LogEvent, ProgressEvent
 from ..training.run_folder import RunFolder
 from .job import Job, python_executable, start_job
-from .training_decisions import TrainingCurves, TrainingMonitor, TrainingOptions, training_command
+from .training_decisions import TrainingOptions, training_command
+from .training_progress import TrainingCurves, TrainingMonitor
+
+# Stop asks the trainer to stop; it ends its current step and writes checkpoints/last.pt (hundreds of
+# MB for the faithful preset, on a slow disk) before exiting. Only what still runs after this is killed.
+TRAINING_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -54,11 +60,14 @@ def start_training(options: TrainingOptions, *, models_folder: str | Path | None
                    on_log: Callable[[LogEvent], None] | None = None,
                    on_epoch: Callable[[EpochEvent], None] | None = None,
                    on_finished: Callable[[Job], None] | None = None,
-                   clock: Callable[[], float] | None = None) -> Job[TrainingOutputs]:
+                   clock: Callable[[], float] | None = None,
+                   grace_s: float = TRAINING_GRACE_S) -> Job[TrainingOutputs]:
     """Start training in a child process and return its job at once; poll it or `wait()` for it.
 
     `models_folder`: where the finished bundle is installed when `options.install` (MR Imputation's
     store folder). `command` replaces the training command (tests substitute the child, not Slicer).
+    `grace_s`: how long Stop lets the trainer finish its step and write its checkpoint before the
+    process tree is killed.
     """
     ok, reason = options.check()
     if not ok:
@@ -70,4 +79,4 @@ def start_training(options: TrainingOptions, *, models_folder: str | Path | None
     curves = TrainingCurves.from_history(options.out) if options.resume else TrainingCurves()
     monitor = TrainingMonitor(planned_epochs(options), curves, **({"clock": clock} if clock else {}))
     return start_job(command, load=TrainingOutputs.from_info, monitor=monitor, env=env, on_progress=on_progress,
-                     on_log=on_log, on_epoch=on_epoch, on_finished=on_finished)
+                     on_log=on_log, on_epoch=on_epoch, on_finished=on_finished, grace_s=grace_s)

@@ -1,11 +1,12 @@
 """The "MR Imputation Training" panel: Qt glue between Resources/UI/MRImputationTraining.ui and the logic.
 
 Runs only inside Slicer (it drives Qt widgets); qt and slicer are imported when the panel is built,
-so this file loads anywhere. Decisions (what the data holds, whether the options can work, the
-command, curves and time left) live in training_decisions.py, the child process in training_job.py,
-the plots in training_plots.py, the glue both panels share in panel_base.py. Training never runs on
-the GUI thread: a child process does, a QTimer polls it, and Stop ends its whole process tree (the
-trainer keeps a checkpoint to resume from).
+so this file loads anywhere. Decisions (what the data holds, when the data-folder field is read, the
+suggested output folder, whether the options can work, the command) live in training_decisions.py,
+curves and time left in training_progress.py, the child process in training_job.py, the plots in
+training_plots.py, the glue both panels share in panel_base.py. Nothing slow runs on the GUI thread:
+the data folder is read on a worker thread once typing pauses, training in a child process a
+QTimer polls, and Stop asks the trainer to write its checkpoint before the process tree ends.
 """
 
 from __future__ import annotations
@@ -14,9 +15,20 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from .panel_base import PanelBase
-from .training_decisions import TrainingOptions
+from .training_decisions import DEBOUNCE_MS, FolderInput, TrainingOptions, output_suggestion
 
 CHART_KEYS = ("losses", "psnr", "ssim")  # the order of the chart combo box's items in the .ui
+EMPTY_DATA_HINT = ("<p>Choose a folder of subjects (raw images whose names say the contrast, e.g. "
+                   "IXI002-Guys-0828-T1.nii.gz, or one folder per subject), or the output of "
+                   "<code>mrimpute preprocess</code>.</p>")
+
+
+def path_text(path_line_edit):
+    """The QLineEdit inside a ctkPathLineEdit. Its textChanged fires on every change, clearing included;
+    the widget's own currentPathChanged skips text its validator rejects, such as an empty field."""
+    import qt
+
+    return path_line_edit.findChildren(qt.QLineEdit)[0]
 
 
 class TrainingPanel(PanelBase):
@@ -26,17 +38,29 @@ class TrainingPanel(PanelBase):
     TITLE = "MR Imputation Training"
 
     SIGNALS = {
-        "dataFolderPathLineEdit.currentPathChanged": "onDataFolderChanged",
-        "outputFolderPathLineEdit.currentPathChanged": "onOutputFolderChanged", "startButton.clicked": "onStart",
-        "stopButton.clicked": "onStop", "openRunFolderButton.clicked": "onOpenRunFolder",
-        "showChartButton.clicked": "onShowChart", "chartComboBox.currentIndexChanged": "onShowChart",
+        "startButton.clicked": "onStart", "stopButton.clicked": "onStop",
+        "openRunFolderButton.clicked": "onOpenRunFolder", "showChartButton.clicked": "onShowChart",
+        "chartComboBox.currentIndexChanged": "onShowChart",
     }
 
     def __init__(self, ui, logic, parameter_node_wrapper) -> None:
+        import qt
+
         self.summary = None
         self.contrast_boxes: dict = {}
         self.plots = None
+        self.folder = FolderInput()
+        self.scan = None  # (path, BackgroundTask) while the data folder is read
+        self.suggested_output = ""
         super().__init__(ui, logic)
+        self.debounce = qt.QTimer()
+        self.debounce.setSingleShot(True)
+        self.debounce.setInterval(DEBOUNCE_MS)
+        self.debounce.timeout.connect(self.onDataFolderSettled)
+        data_text = path_text(ui.dataFolderPathLineEdit)
+        data_text.textChanged.connect(self.onDataFolderTyped)
+        data_text.editingFinished.connect(self.onDataFolderSettled)
+        path_text(ui.outputFolderPathLineEdit).textChanged.connect(self.onOutputFolderChanged)
         ui.stopButton.setEnabled(False)
         self.setParameterNode(parameter_node_wrapper)
         self.startDeviceProbe()
@@ -45,34 +69,78 @@ class TrainingPanel(PanelBase):
         # The folders are plain strings in the node (an unset pathlib.Path would read as ".").
         self.ui.outputFolderPathLineEdit.currentPath = wrapper.outputFolder
         self.ui.dataFolderPathLineEdit.currentPath = wrapper.dataFolder
-        self.onDataFolderChanged(wrapper.dataFolder)
+        self.debounce.stop()
+        self.folder = FolderInput(wrapper.dataFolder)
+        self.applyDataFolder(wrapper.dataFolder)
+
+    def cleanupMore(self) -> None:
+        self.debounce.stop()
+        self.scan = None  # the bounded read ends on its own; its answer is dropped
 
     # data ----------------------------------------------------------------------------------------
-    def onDataFolderChanged(self, path: str) -> None:
-        """Scan the folder at once, so the subjects and contrasts are shown before anything starts."""
+    def onDataFolderTyped(self, text: str) -> None:
+        """Every keystroke: wait for a pause (or Enter / focus out) before reading anything."""
+        self.folder.typed(text)
+        self.debounce.start()
+        self.updateState()
+
+    def onDataFolderSettled(self, *_) -> None:
+        self.debounce.stop()
+        path = self.folder.settle()
+        if path is not None:
+            self.applyDataFolder(path)
+
+    def applyDataFolder(self, path: str) -> None:
+        """A settled data folder ("" when cleared): store it, update the suggested output folder, and read
+        its subjects and contrasts on a worker thread, so they are shown before anything starts."""
+        from .background import BackgroundTask
         from .training_decisions import summarize_data
 
-        path = str(path or "")
         if self.params is not None and self.params.dataFolder != path:
             self.params.dataFolder = path
-        self.summary = None
+        self.suggestOutputFolder(path)
+        self.summary, self.scan = None, None
         if path:
-            try:
-                self.summary = summarize_data(path)
-            except InputError as error:
-                self.ui.dataSummaryBrowser.setPlainText(str(error))
+            self.ui.dataSummaryBrowser.setPlainText(f"Reading {path} …")
+            self.scan = (path, BackgroundTask(lambda report: summarize_data(path), "MRImputation data folder").start())
+            self.timer.start()
         else:
-            self.ui.dataSummaryBrowser.setHtml("<p>Choose a folder of subjects (raw images whose names say the contrast, "
-                                               "e.g. IXI002-Guys-0828-T1.nii.gz, or one folder per subject), or the "
-                                               "output of <code>mrimpute preprocess</code>.</p>")
-        if path and self.params is not None and not self.params.outputFolder:
-            suggestion = Path(path).resolve().parent / f"{Path(path).resolve().name}-training"
-            self.ui.outputFolderPathLineEdit.currentPath = str(suggestion)
+            self.ui.dataSummaryBrowser.setHtml(EMPTY_DATA_HINT)
         self.rebuildContrastBoxes()
 
+    def pollMore(self) -> None:
+        """The data folder being read; while training, the status line (epoch, losses, validation, time left)."""
+        if self.scan is not None and self.scan[1].finished:
+            (path, task), self.scan = self.scan, None
+            if self.folder.wanted(path):
+                if task.error is None:
+                    self.summary = task.result
+                else:
+                    error = task.error
+                    self.ui.dataSummaryBrowser.setPlainText(str(error) if isinstance(error, InputError) else
+                                                            f"{path} could not be read: {error}")
+                self.rebuildContrastBoxes()
+        if self.running:
+            self.ui.statusLabel.setText(self.job.monitor.status())
+
+    def busy(self) -> bool:
+        return super().busy() or self.scan is not None
+
+    def dataFolderBusy(self) -> bool:
+        """True while typed text waits for its pause or the data folder is being read (the self-test waits)."""
+        return self.folder.waiting or self.scan is not None
+
+    def suggestOutputFolder(self, data: str) -> None:
+        """'<data>-training' beside the data folder, until the user chooses the output folder themselves."""
+        suggestion = output_suggestion(data, self.params.outputFolder if self.params else "", self.suggested_output)
+        if suggestion is not None:
+            self.suggested_output = suggestion
+            self.ui.outputFolderPathLineEdit.currentPath = suggestion
+
     def onOutputFolderChanged(self, path: str) -> None:
-        if self.params is not None and self.params.outputFolder != str(path or ""):
-            self.params.outputFolder = str(path or "")
+        path = str(path or "").strip()
+        if self.params is not None and self.params.outputFolder != path:
+            self.params.outputFolder = path
         self.updateState()
 
     def rebuildContrastBoxes(self) -> None:
@@ -119,7 +187,9 @@ class TrainingPanel(PanelBase):
         if self.params is None:
             return
         ok, reason = self.options().check(self.summary)
-        if ok and self.summary is None and not self.params.resume:
+        if self.dataFolderBusy():
+            ok, reason = False, "Reading the data folder…"
+        elif ok and self.summary is None and not self.params.resume:
             ok, reason = False, "The data folder holds no usable subjects (see above)."
         self.ui.startButton.setEnabled(ok and not self.running)
         self.ui.startButton.setToolTip("Train in a separate process; Stop keeps a checkpoint to resume from."
@@ -141,30 +211,36 @@ class TrainingPanel(PanelBase):
 
     # running -------------------------------------------------------------------------------------
     def onStart(self) -> None:
-        if not self.ensureDependencies():
+        from .dependencies import requirements_for
+
+        preprocessed = self.summary is not None and self.summary.preprocessed  # raw data is registered first
+        if not self.ensureDependencies(requirements_for(register=not preprocessed)):
             return
         self.ui.logTextEdit.clear()
         self.startJob(self.startTraining, "The training could not start.",
                       "Starting (importing PyTorch, preparing the slices)…")
+        if self.running:  # the path fields' history (their settingKey) keeps the folders of runs that started
+            self.ui.dataFolderPathLineEdit.addCurrentPathToHistory()
+            self.ui.outputFolderPathLineEdit.addCurrentPathToHistory()
 
     def startTraining(self):
+        """The plots first, so that nothing can fail between starting the child and the Stop button reaching it."""
         from .training_plots import TrainingPlots
 
         options = self.options()
+        self.plots = TrainingPlots(Path(options.out).name or "MRImputation training")
+        self.plots.show(CHART_KEYS[max(self.ui.chartComboBox.currentIndex, 0)])
         job = self.logic.startTraining(options, on_progress=self.onProgress, on_log=self.onLog,
                                        on_epoch=self.onEpoch, on_finished=self.onFinished)
-        self.plots = TrainingPlots(Path(options.out).name or "MRImputation training")
-        self.plots.update(job.monitor.curves)  # a resumed run shows its curves so far
-        self.plots.show(CHART_KEYS[max(self.ui.chartComboBox.currentIndex, 0)])
+        try:
+            self.plots.update(job.monitor.curves)  # a resumed run shows its curves so far
+        except BaseException:
+            job.cancel(wait=True, quiet=True)  # nobody would poll it: stop it here, tree and all
+            raise
         return job
 
     def onStop(self) -> None:
         self.cancelJob("Stopping: the trainer writes a checkpoint, then the process tree ends…")
-
-    def pollMore(self) -> None:
-        """The status line: epoch, losses, validation and time left."""
-        if self.running:
-            self.ui.statusLabel.setText(self.job.monitor.status())
 
     def onProgress(self, event) -> None:
         super().onProgress(event)

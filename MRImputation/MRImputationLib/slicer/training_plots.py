@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .training_decisions import CURVE_COLUMNS, TrainingCurves
+from .training_progress import CURVE_COLUMNS, TrainingCurves
 
 ATTRIBUTE = "MRImputation.trainingCurves"  # marks the nodes, and holds the run's name
 # chart key -> (title, y-axis title, ((column, series name, RGB), ...))

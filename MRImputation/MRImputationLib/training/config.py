@@ -27,8 +27,10 @@ class TrainConfig:
     crop: str = "full"  # slices: the whole plane ("full", as MM-GAN) or the brain's box ("brain")
     skip_empty: bool = False  # MM-GAN feeds every slice, empty ones too
     augment_flip: bool = False
-    mixed_precision: str = "auto"  # "auto": bf16 on CUDA, off on CPU; "off"; "bf16"
-    channels_last: bool = True  # CUDA only
+    # "auto": bf16 autocast on CUDA and on a CPU with native bf16 (core/device.py), else fp32; "off"; "bf16"
+    mixed_precision: str = "auto"
+    channels_last: bool = True  # CUDA only: on a CPU it measured no faster (README, "Precision and threads")
+    threads: int | None = None  # CPU threads of the training process; None = the cores not already busy
     steps_per_epoch: int | None = None  # cap per epoch (bounded-time runs); None = every slice once
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = at epoch ends only
     validate_every: int = 1  # epochs
@@ -63,9 +65,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # The public IXI adaptation: 6-level U-Net, LR halved every 20 epochs, two-stage curriculum, flips.
     "seed-ixi": TrainConfig(model="seed-ixi", lr_halve_every=20, curriculum="two-stage", augment_flip=True,
                             crop="brain"),
-    # Seconds on a CPU: for tests and the demo.
+    # Seconds on a CPU: for tests and the demo. fp32 everywhere, so results do not depend on the CPU's bf16.
     "tiny": TrainConfig(model="tiny", epochs=6, batch_size=8, lr=1e-3, curriculum="none", crop="brain",
-                        skip_empty=True),
+                        skip_empty=True, mixed_precision="off"),
 }
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..core.contrasts import ContrastSet, Scenario
+from ..core.device import training_precision, training_threads
 from ..core.errors import Cancelled
 from ..core.progress import Progress
 from ..models.family import Execution, FamilyConfig, Networks, availability, family_of
@@ -66,7 +67,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.networks = self._networks(self.family.build_networks(model_config))
         self.generator = self.networks.built[self.family.inference_network]  # what validation and best.pt use
-        self.amp_dtype = self._amp_dtype()
+        self.precision = training_precision(config.mixed_precision, self.device.type)  # "bf16" or "fp32"
+        self.amp_dtype = torch.bfloat16 if self.precision == "bf16" else None
+        self.threads = torch.get_num_threads()  # set by fit()
         # The loop lays batches out channels_last itself (below), so the step only needs autocast.
         self.training_step = self.family.training_step(model_config, config, self.networks,
                                                        Execution(self.device.type, self.amp_dtype))
@@ -87,16 +90,6 @@ class Trainer:
             trained = {name: nn.parallel.DistributedDataParallel(network, device_ids=ids)
                        for name, network in built.items()}
         return Networks(built, trained)
-
-    def _amp_dtype(self):
-        choice = self.config.mixed_precision
-        if choice == "off" or (choice == "auto" and not self.cuda):
-            return None
-        if choice not in ("auto", "bf16"):
-            from ..core.errors import InputError
-
-            raise InputError(f"mixed_precision {choice!r}: training supports bf16 (needs no loss scaling) or off.")
-        return torch.bfloat16
 
     # -- data order: a pure function of (seed, epoch, step) ------------------------------------
     def epoch_batches(self, epoch: int) -> list[list[int]]:
@@ -165,7 +158,7 @@ class Trainer:
 
     def _epoch_line(self, record: dict, epochs: int) -> str:
         parts = [f"epoch {record['epoch']}/{epochs}", *self._headline(record, ".4f"),
-                 f"{record['slices_per_s']} slices/s"]
+                 f"{record['slices_per_s']} slices/s ({self.precision}, {self.threads} thread(s))"]
         if "val_psnr" in record:
             parts.append(f"val PSNR {record['val_psnr']:.2f} dB SSIM {record.get('val_ssim', float('nan')):.4f}")
         return ", ".join(parts)
@@ -258,12 +251,27 @@ class Trainer:
         self.progress.log(self._epoch_line(record, cfg.epochs))
 
     def fit(self) -> dict:
-        """Train to the last epoch (or for `stop_after_steps`), checkpointing as it goes; the run's summary."""
+        """Train to the last epoch (or for `stop_after_steps`), checkpointing as it goes; the run's summary.
+
+        Runs with `config.threads` CPU threads (None: `core.device.training_threads`'s adaptive
+        choice) and gives the caller's thread count back at the end.
+        """
+        before = torch.get_num_threads()
+        self.threads, why = training_threads(self.config.threads)
+        torch.set_num_threads(self.threads)
+        if self.context.is_main:
+            self.progress.log(f"training on {self.device.type} in {self.precision}, {self.threads} CPU thread(s) ({why})")
+        try:
+            return self._fit()
+        finally:
+            torch.set_num_threads(before)
+
+    def _fit(self) -> dict:
         cfg = self.config
         self.run.path.mkdir(parents=True, exist_ok=True)
         steps_per_epoch = max(len(self.epoch_batches(0)), 1)
         total = cfg.epochs * steps_per_epoch
-        steps_this_call, stopped_early = 0, False
+        steps_this_call, stopped_early, training_seconds = 0, False, 0.0
         if self.state.global_step == 0:  # a resumed run has what begin_run sets in its checkpoint
             self.training_step.begin_run(self.dataset, self.contrasts)
         start = time.monotonic()
@@ -274,6 +282,7 @@ class Trainer:
                 steps_left = cfg.stop_after_steps - steps_this_call if cfg.stop_after_steps else None
                 n, stopped_early = self._train_epoch(epoch, total, steps_left)
                 steps_this_call += n
+                training_seconds += time.monotonic() - epoch_start
                 if stopped_early:
                     self.save()
                     break
@@ -290,9 +299,9 @@ class Trainer:
                 self.writer = None
         checksum = float(sum(p.double().sum().item() for p in self.generator.parameters()))
         in_sync = ranks_agree(checksum, self.context)
+        slices = steps_this_call * cfg.batch_size * self.context.world_size
         return {"epochs_done": self.state.epoch, "global_step": self.state.global_step,
                 "finished": self.state.epoch >= cfg.epochs, "stopped_early": stopped_early,
                 "ranks_in_sync": in_sync, "world_size": self.context.world_size,
-                "seconds": round(time.monotonic() - start, 2)}
-
-
+                "seconds": round(time.monotonic() - start, 2), "precision": self.precision, "threads": self.threads,
+                "slices_per_s": round(slices / training_seconds, 2) if training_seconds > 0 else None}
