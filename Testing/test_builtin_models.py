@@ -14,6 +14,7 @@ import pytest
 
 from conftest import REPO
 from MRImputationLib.core.errors import InputError
+from MRImputationLib.models.bundle_files import seal_document
 from MRImputationLib.models.store import BUILTIN_MODELS, ModelStore, verify_bundle
 from MRImputationLib.slicer.self_test_data import SELF_TEST_MODEL, untrained_bundle
 
@@ -108,7 +109,7 @@ def _renamed(bundle: Path, folder: Path, name: str, version: str) -> Path:
     """A copy of `bundle` under another name and version (only bundle.json changes; the weights are hashed)."""
     shutil.copytree(bundle, folder)
     info = json.loads((bundle / "bundle.json").read_text())
-    (folder / "bundle.json").write_text(json.dumps({**info, "name": name, "version": version}))
+    (folder / "bundle.json").write_text(json.dumps(seal_document({**info, "name": name, "version": version})))
     return folder
 
 

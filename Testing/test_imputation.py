@@ -21,6 +21,7 @@ from MRImputationLib.imputation.slice_imputer import SliceImputer, InferenceOpti
 from MRImputationLib.pipelines.impute import ImputeOptions, impute
 from MRImputationLib.core.io import read_volume
 from MRImputationLib.evaluation.metrics import project_metrics
+from MRImputationLib.models.bundle_files import seal_document
 from MRImputationLib.models.loading import load_model
 from MRImputationLib.data.phantom import PhantomConfig, make_subject, write_subject
 from MRImputationLib.models.slicing import SlicingConfig
@@ -108,7 +109,7 @@ def test_a_scenario_the_bundle_was_not_trained_for_is_refused(tiny_bundle, patie
     shutil.copytree(tiny_bundle, bundle)
     info = json.loads((bundle / "bundle.json").read_text())
     info["scenarios"] = ["110", "101", "011"]  # one-missing only
-    (bundle / "bundle.json").write_text(json.dumps(info))
+    (bundle / "bundle.json").write_text(json.dumps(seal_document(info)))  # as an export would write it
     with pytest.raises(InputError, match="not trained for given T1 -> synthesizing T2, PD"):
         impute(bundle, _inputs(patient, "T1"), tmp_path / "out")
 

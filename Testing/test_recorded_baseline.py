@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("torch")
 
 from MRImputationLib.models.bundle import BASELINE_FILE, read_baseline  # noqa: E402
+from MRImputationLib.models.bundle_files import seal_document  # noqa: E402
 from MRImputationLib.pipelines.evaluate import RECORDED, evaluate_model, fit_baseline  # noqa: E402
 
 
@@ -24,7 +25,7 @@ def _without_baseline(bundle: Path, folder: Path) -> Path:
     document = json.loads((folder / "bundle.json").read_text())
     del document["files"][BASELINE_FILE]
     document["baseline"] = {}
-    (folder / "bundle.json").write_text(json.dumps(document))
+    (folder / "bundle.json").write_text(json.dumps(seal_document(document)))  # as such an export wrote it
     return folder
 
 

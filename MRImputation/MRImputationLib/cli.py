@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from . import __version__
 from .core.cancellation import cancel_on_signals
 from .core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, Cancelled, InputError
+from .core.options import non_negative_float, non_negative_int, positive_float, positive_int
 from .core.progress import Progress
 
 
@@ -76,11 +77,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="mmgan-faithful",
                         help="preset (mmgan-faithful, seed-ixi, tiny) or a .json file of TrainConfig settings; "
                              "ignored with --resume, which continues with the run's own config.json")
-    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
-    parser.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    parser.add_argument("--lr", type=float, help="override the preset's learning rate")
-    parser.add_argument("--image-size", type=int, help="network input size (a power of two)")
-    parser.add_argument("--steps-per-epoch", type=int, help="cap the steps of an epoch (bounded-time runs)")
+    parser.add_argument("--epochs", type=positive_int, help="override the preset's epochs")
+    parser.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
+    parser.add_argument("--lr", type=positive_float, help="override the preset's learning rate")
+    parser.add_argument("--image-size", type=positive_int, help="network input size (a power of two)")
+    parser.add_argument("--steps-per-epoch", type=positive_int, help="cap the steps of an epoch (bounded-time runs)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads of the training process (default: the cores not already busy, per the "
                              "1-minute load average; at most OMP_NUM_THREADS when set)")
@@ -91,7 +92,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", type=Path, help="a split.json (train/val/test subject lists) to use")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel preprocessing of raw data")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="parallel preprocessing of raw data")
     after = parser.add_argument_group("after training (once the last epoch is done)")
     after.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=False,
                        help="evaluate on the run's test subjects into RUN/evaluation (default: no)")
@@ -118,7 +119,7 @@ def cmd_train(args: argparse.Namespace, progress: Progress) -> dict:
     check_train_data(data, out, args.resume)
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads {args.threads}: give at least 1, or leave it out for the adaptive choice.")
-    after.check()
+    after.check(out)
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                  "steps_per_epoch": args.steps_per_epoch, "curriculum": args.curriculum, "threads": args.threads}
     if args.image_size:
@@ -132,9 +133,8 @@ def cmd_train(args: argparse.Namespace, progress: Progress) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace, progress: Progress) -> dict:
     from .pipelines.evaluate import evaluate_model
-    from .pipelines.models import resolve_model
 
-    return evaluate_model(resolve_model(args.model, "MODEL", progress.log), Path(args.data), Path(args.out),
+    return evaluate_model(args.model, Path(args.data), Path(args.out),  # resolves MODEL after checking --out
                           subjects=args.subjects, split_file=args.split, device=args.device,
                           baseline=not args.no_baseline, progress=progress)
 
@@ -185,10 +185,9 @@ def cmd_impute(args: argparse.Namespace, progress: Progress) -> dict:
                             n4=False if args.no_n4 else None, register=not args.no_register,
                             uncertainty=args.uncertainty, seed=args.seed, self_check=args.self_check,
                             write_registered=args.write_registered)
-    from .pipelines.models import resolve_model
-
-    report = impute(resolve_model(args.model, "--model", progress.log), _named_paths(args.input, "--input"),
-                    Path(args.out), options, progress, references=_named_paths(args.reference, "--reference"))
+    report = impute(args.model, _named_paths(args.input, "--input"),  # resolves --model after checking --out
+                    Path(args.out), options, progress, references=_named_paths(args.reference, "--reference"),
+                    replace=args.replace)
     return {"out": str(args.out), "synthesized": report["synthesized"], "files": report["files"],
             "timings": report["timings"], "self_check": report.get("self_check"),
             "comparison": report.get("comparison")}
@@ -210,15 +209,15 @@ def _add_phantom_command(commands) -> None:
     """`mrimpute phantom`: synthetic subjects with known truth."""
     p = commands.add_parser("phantom", help="write synthetic subjects with known truth")
     p.add_argument("out", help="output folder")
-    p.add_argument("--subjects", type=int, default=2)
+    p.add_argument("--subjects", type=positive_int, default=2)
     p.add_argument("--contrasts", "--modalities", dest="contrasts", type=_comma_list, default=("T1", "T2", "PD"),
                    help="contrasts, from T1, T2, PD, FLAIR, T1c (default T1,T2,PD)")
     p.add_argument("--shape", type=_shape, default=(64, 64, 48), help="x,y,z voxels at 1 mm (default 64,64,48)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--misalignment", choices=("none", "rigid", "affine"), default="rigid")
     p.add_argument("--no-lesion", action="store_true")
-    p.add_argument("--bias", type=float, default=0.2, help="bias field strength (0.2 = up to about ±20%%)")
-    p.add_argument("--noise", type=float, default=0.02, help="Rician noise, as a fraction of white matter")
+    p.add_argument("--bias", type=non_negative_float, default=0.2, help="bias field strength (0.2 = up to about ±20%%)")
+    p.add_argument("--noise", type=non_negative_float, default=0.02, help="Rician noise, as a fraction of white matter")
     _add_progress(p)
     p.set_defaults(handler=cmd_phantom)
 
@@ -235,7 +234,7 @@ def _add_preprocess_command(commands) -> None:
     p.add_argument("--no-register", action="store_true", help="inputs are already co-registered")
     p.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
     p.add_argument("--no-qc", action="store_true", help="skip the QC pictures")
-    p.add_argument("--jobs", type=int, default=1, help="subjects processed in parallel")
+    p.add_argument("--jobs", type=positive_int, default=1, help="subjects processed in parallel")
     _add_progress(p)
     p.set_defaults(handler=cmd_preprocess)
 
@@ -306,10 +305,10 @@ def _add_impute_command(commands) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
                    help="fp32 (default, exact), or reduced precision where the hardware supports it")
-    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="slices per forward pass")
     p.add_argument("--no-n4", action="store_true", help="skip N4 even if the model was trained with it")
     p.add_argument("--no-register", action="store_true", help="inputs are already co-registered")
-    p.add_argument("--uncertainty", type=int, default=0, metavar="K",
+    p.add_argument("--uncertainty", type=non_negative_int, default=0, metavar="K",
                    help="K stochastic passes (dropout on): writes <C>_uncertainty.nii.gz, the per-voxel std")
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic passes")
     p.add_argument("--self-check", action="store_true",
@@ -317,6 +316,7 @@ def _add_impute_command(commands) -> None:
     p.add_argument("--reference", action="append", metavar="NAME=PATH",
                    help="a real volume of a synthesized contrast: writes an error map and metrics")
     p.add_argument("--write-registered", action="store_true", help="also write the given contrasts as registered")
+    p.add_argument("--replace", action="store_true", help="--out may hold an earlier imputation: replace it whole")
     _add_progress(p)
     p.set_defaults(handler=cmd_impute)
 

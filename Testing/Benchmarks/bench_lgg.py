@@ -36,7 +36,6 @@ from MRImputationLib.training.run_folder import RunFolder  # noqa: E402
 
 SPLIT = HERE / "splits" / "lgg.json"
 CONFIGS = sorted((HERE / "configs").glob("lgg-*.json"))
-LINEAR = "linear regression"
 
 
 def train(data: Path, work: Path, configs: list[Path]) -> None:
@@ -63,7 +62,7 @@ def _run_facts(run: RunFolder) -> dict:
 
 
 def score(work: Path, runs: list[Path]) -> tuple:
-    """Every method on the test patients in one harness call; (result, contrasts, facts by method)."""
+    """Every method on the test patients in one harness call; (result, contrasts, None)."""
     split = json.loads(SPLIT.read_text())
     pre = work / "preprocessed"
     models = [RunFolder(r).load_model() for r in runs]
@@ -71,13 +70,11 @@ def score(work: Path, runs: list[Path]) -> tuple:
     if any(m.contrasts.names != contrasts.names for m in models):
         raise SystemExit("the runs do not share one contrast set")
     imputers = [fit_baseline(pre, split["train"], contrasts)]
-    facts = {LINEAR: {}}
     for run, model in zip(runs, models):
         imputers.append(SliceImputer(model.generator, model.model_config, model.slicing,
                                      InferenceOptions(batch_size=8), name=run.name))
-        facts[run.name] = _run_facts(RunFolder(run))
     subjects = eval_subjects(load_subjects(pre, split["test"], contrasts))
-    return evaluate(imputers, subjects, ContrastSet(contrasts.names, contrasts.reference)), contrasts, facts
+    return evaluate(imputers, subjects, ContrastSet(contrasts.names, contrasts.reference)), contrasts, None
 
 
 def _cell(row: dict | None, metric: str, digits: int) -> str:
@@ -86,28 +83,32 @@ def _cell(row: dict | None, metric: str, digits: int) -> str:
     return f"{row[f'{metric}_mean']:.{digits}f} ± {row[f'{metric}_std']:.{digits}f}"
 
 
-def table(result, facts: dict) -> str:
-    """Markdown: per method the run facts; per scenario × missing contrast, PSNR/SSIM with Δ to linear and p."""
-    summary = {(r["method"], r["scenario"], r["contrast"]): r for r in result.summary()}
-    tests = {(c["method_a"], c["method_b"], c["scenario"], c["contrast"]): c for c in result.comparisons("psnr")}
+def table(report: dict, facts: dict) -> str:
+    """Markdown from results.json: per method the run facts; per scenario × missing contrast, PSNR and SSIM
+    (tumour and rest of the brain too) with the difference to linear regression and its paired p-value."""
+    linear = report["methods"][0]
+    summary = {(r["method"], r["scenario"], r["contrast"]): r for r in report["summary"]}
+    tests = {(c["method_a"], c["method_b"], c["scenario"], c["contrast"]): c
+             for c in report["comparisons"] if c["metric"] == "psnr"}
     lines = ["| method | epochs (best) | val PSNR | slices/s |", "|---|---|---|---|"]
-    for method, fact in facts.items():
-        if method == LINEAR:
-            lines.append(f"| {method} | fitted | – | – |")
+    for method in report["methods"]:
+        fact = facts.get(method, {})
+        if method == linear:
+            lines.append(f"| {method} | fitted on the 48 training patients | – | – |")
             continue
         speed = f"{fact['slices_per_s']:.1f}" if fact.get("slices_per_s") else "–"
         val = f"{fact['val_psnr']:.2f}" if fact.get("val_psnr") else "–"
-        lines.append(f"| {method} | {fact['epochs']} ({fact['best_epoch']}) | {val} | {speed} |")
-    cells = [(i["scenario"], i["scenario_label"], c) for i in result.scenarios for c in i["missing"]]
+        lines.append(f"| {method} | {fact.get('epochs')} ({fact.get('best_epoch')}) | {val} | {speed} |")
+    cells = [(i["scenario"], i["scenario_label"], c) for i in report["scenarios"] for c in i["missing"]]
     header = "| scenario | synthesized | method | n | PSNR dB | Δ linear (p) | SSIM | tumour SSIM | rest-of-brain SSIM |"
     lines += ["", header, "|---|---|---|---|---|---|---|---|---|"]
     for bits, label, contrast in cells + [("overall", "Overall", "all")]:
-        base = summary.get((LINEAR, bits, contrast))
-        for method in result.methods:
+        base = summary.get((linear, bits, contrast))
+        for method in report["methods"]:
             row = summary.get((method, bits, contrast))
             delta = "–"
-            if method != LINEAR and row and base:
-                test = tests.get((LINEAR, method, bits, contrast))
+            if method != linear and row and base:
+                test = tests.get((linear, method, bits, contrast))
                 p = f" ({test['p_value']:.3f})" if test else ""
                 delta = f"{row['psnr_mean'] - base['psnr_mean']:+.2f}{p}"
             lines.append(f"| {label} | {contrast} | {method} | {row['n'] if row else 0} | {_cell(row, 'psnr', 2)} | "
@@ -123,14 +124,17 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="train (or resume) every configuration first")
     parser.add_argument("--configs", nargs="*", help="config names (default: every configs/lgg-*.json)")
     parser.add_argument("--out", type=Path, help="the compact Markdown table")
+    parser.add_argument("--table-only", action="store_true", help="redo the table from WORK/eval/results.json")
     args = parser.parse_args()
     configs = [c for c in CONFIGS if not args.configs or c.stem in args.configs]
     if args.train:
         train(args.data, args.work, configs)
     runs = [args.work / "runs" / c.stem for c in configs if RunFolder(args.work / "runs" / c.stem).holds_run()]
-    result, contrasts, facts = score(args.work, runs)
-    write_report(result, args.work / "eval", title=f"LGG test patients, {', '.join(contrasts.names)}")
-    text = table(result, facts)
+    if not args.table_only:
+        result, contrasts, _ = score(args.work, runs)
+        write_report(result, args.work / "eval", title=f"LGG test patients, {', '.join(contrasts.names)}")
+    facts = {run.name: _run_facts(RunFolder(run)) for run in runs}
+    text = table(json.loads((args.work / "eval" / "results.json").read_text()), facts)
     print(text)
     if args.out:
         args.out.write_text(f"`python Testing/Benchmarks/bench_lgg.py --work WORK --train`\n\n{text}")

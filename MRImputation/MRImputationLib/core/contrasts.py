@@ -59,6 +59,29 @@ def canonical_contrast(name: str) -> str:
     return _ALIAS_TO_NAME.get(key, name.strip())
 
 
+def by_canonical_name(named: dict, option: str) -> dict:
+    """`named` (contrast name as given -> value) keyed by canonical names; InputError when two names given
+    are one contrast (`T1=a` and `t1n=b`), which would silently drop one of them.
+
+    >>> by_canonical_name({"t1n": "a.nii.gz", "T2": "b.nii.gz"}, "--input")
+    {'T1': 'a.nii.gz', 'T2': 'b.nii.gz'}
+    >>> by_canonical_name({"T1": "a.nii.gz", "t1n": "b.nii.gz"}, "--input")
+    Traceback (most recent call last):
+    ...
+    MRImputationLib.core.errors.InputError: --input: T1 is given twice, as T1=a.nii.gz and t1n=b.nii.gz (t1n is ...
+    """
+    result: dict = {}
+    spelled: dict = {}
+    for name, value in named.items():
+        key = canonical_contrast(str(name))
+        if key in result:
+            raise InputError(f"{option}: {key} is given twice, as {spelled[key]}={result[key]} and {name}={value} "
+                             f"({name if name != key else spelled[key]} is another name for {key}). Give each "
+                             "contrast once.")
+        result[key], spelled[key] = value, name
+    return result
+
+
 @dataclass(frozen=True)
 class Scenario:
     """Which contrasts are available, as a bit string in channel order (1 = available).
@@ -188,18 +211,12 @@ def contrast_from_filename(path: str | os.PathLike, known: Sequence[str] | None 
     >>> contrast_from_filename("BraTS2021_00000_seg.nii.gz") is None
     True
     """
-    from .io import strip_volume_suffix
-
     name = Path(path).name
-    tokens = [t.lower() for t in _TOKEN_SPLIT.split(strip_volume_suffix(name)) if t]
-    if any(t in NON_CONTRAST_TOKENS for t in tokens):
+    named = contrasts_in_name(name)
+    if named is None:
         return None
     allowed = {canonical_contrast(k) for k in known} if known else None
-    found = []
-    for token in tokens:
-        contrast = _ALIAS_TO_NAME.get(token)
-        if contrast and (allowed is None or contrast in allowed) and contrast not in found:
-            found.append(contrast)
+    found = [c for c in named if allowed is None or c in allowed]
     if not found:
         expected = ", ".join(sorted(allowed)) if allowed else ", ".join(CONTRAST_ALIASES)
         raise InputError(
@@ -214,11 +231,30 @@ def contrast_from_filename(path: str | os.PathLike, known: Sequence[str] | None 
     return found[0]
 
 
+def contrasts_in_name(name: str) -> list[str] | None:
+    """Every contrast a file name names, in order (none: []), or None for a non-contrast file (`_seg`, `_mask`).
+
+    >>> contrasts_in_name("s1_T1_T2.nii.gz"), contrasts_in_name("s1_seg.nii.gz"), contrasts_in_name("scan.nii")
+    (['T1', 'T2'], None, [])
+    """
+    from .io import strip_volume_suffix
+
+    tokens = [t.lower() for t in _TOKEN_SPLIT.split(strip_volume_suffix(Path(name).name)) if t]
+    if any(t in NON_CONTRAST_TOKENS for t in tokens):
+        return None
+    found: list[str] = []
+    for token in tokens:
+        contrast = _ALIAS_TO_NAME.get(token)
+        if contrast and contrast not in found:
+            found.append(contrast)
+    return found
+
+
 def contrasts_in_folder(folder: str | os.PathLike, known: Sequence[str] | None = None) -> dict[str, Path]:
     """Map contrast name -> file for the volume files of one subject's folder.
 
-    Files that name no contrast of `known` or that are segmentations/masks are skipped; two files of
-    the same contrast, or a file with an unrecognisable name, are an error listing what was found.
+    Files that name a contrast not in `known`, or that are segmentations/masks, are skipped; two files of
+    the same contrast, or a file whose name names no contrast or several, are an error listing what was found.
     """
     from .io import is_volume_file
 
@@ -242,6 +278,7 @@ def contrasts_in_folder(folder: str | os.PathLike, known: Sequence[str] | None =
     if duplicates:
         dup = "; ".join(f"{c} in {', '.join(p.name for p in ps)}" for c, ps in duplicates.items())
         raise InputError(f"{folder}: several files for one contrast ({dup}). Found: {listing}. Keep one file per contrast.")
-    if problems and not found:
-        raise InputError(f"{folder}: no file with a recognisable contrast name. " + " ".join(problems))
+    if problems:
+        what = f"Found: {listing}." if found else "No file with a recognisable contrast name."
+        raise InputError(f"{folder}: {' '.join(problems)} {what}")
     return {c: ps[0] for c, ps in found.items()}

@@ -12,6 +12,8 @@ from .errors import InputError
 from .volume import Volume
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+# Voxel sizes (mm) an MRI of a head can have; outside them the header's geometry is wrong.
+SPACING_RANGE_MM = (0.05, 20.0)
 
 
 def is_volume_file(path: str | os.PathLike) -> bool:
@@ -28,14 +30,19 @@ def strip_volume_suffix(name: str) -> str:
 
 
 def read_volume(path: str | os.PathLike, contrast: str | None = None) -> Volume:
-    """Read a 3-D scalar volume; refuse 4-D, empty, non-finite or unreadable files with a reason."""
+    """Read a 3-D scalar volume; refuse 4-D, empty, non-finite, cut-short or unreadable files, and voxel
+    sizes outside SPACING_RANGE_MM, with a reason (NIfTI bytes are checked first: core/nifti_check.py)."""
     import SimpleITK as sitk
+
+    from .nifti_check import check_nifti_file
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found. Check the path.")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an image file. Give a .nii.gz, .nii or .nrrd file.")
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        check_nifti_file(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
@@ -72,7 +79,25 @@ def read_volume(path: str | os.PathLike, contrast: str | None = None) -> Volume:
             )
     if array.size and array.max() == array.min():
         raise InputError(f"{path}: every voxel has the same value ({array.flat[0]}); the image holds no anatomy.")
+    check_spacing(image.GetSpacing(), path)
     return Volume.from_sitk(image, contrast=contrast, source=str(path))
+
+
+def check_spacing(spacing, where) -> None:
+    """InputError naming `where` unless every voxel size lies in SPACING_RANGE_MM (e.g. 1e6 mm is a broken header).
+
+    >>> check_spacing((1.0, 1.0, 1.2), "t1.nii.gz")
+    >>> check_spacing((1e6, 1.0, 1.0), "t1.nii.gz")
+    Traceback (most recent call last):
+    ...
+    MRImputationLib.core.errors.InputError: t1.nii.gz: voxel size 1e+06 x 1 x 1 mm is not plausible ...
+    """
+    low, high = SPACING_RANGE_MM
+    if not all(low <= float(s) <= high for s in spacing):
+        sizes = " x ".join(f"{float(s):g}" for s in spacing)
+        raise InputError(f"{where}: voxel size {sizes} mm is not plausible for an MRI (each must lie within "
+                         f"{low:g}-{high:g} mm); the header's geometry is wrong. Fix the voxel size in the header "
+                         "(NIfTI pixdim) and retry.")
 
 
 def write_volume(volume: Volume, path: str | os.PathLike, dtype=None, description: str | None = None) -> Path:

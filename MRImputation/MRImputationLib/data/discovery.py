@@ -5,7 +5,9 @@ name with the contrast token removed (`IXI002-Guys-0828-T1` -> `IXI002-Guys-0828
 `BraTS-GLI-00001-000-t1n` -> `BraTS-GLI-00001-000`), or its folder's name when nothing is left
 (`case7/t1.nii.gz` -> `case7`). This covers IXI's flat tarball contents, BraTS 2021/2023 and
 BrainLesion folders, and one folder per subject. Folders named `truth` (the phantom's ground
-truth) are not inputs and are skipped.
+truth) are not inputs and are skipped; folders reached through symbolic links are searched too.
+An image file whose name names no contrast, or several (`s1_T1_T2.nii.gz`), is an error naming it:
+never silently left out.
 
 Label files ride along with their subject: a file whose name has the token `seg`
 (`TCGA_CS_4943_20000902_seg`, `BraTS2021_00000_seg`) is the subject's tumour mask (every non-zero
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..core.contrasts import canonical_contrast, contrast_from_filename, is_contrast_token
+from ..core.contrasts import canonical_contrast, contrast_from_filename, contrasts_in_name, is_contrast_token
 from ..core.errors import InputError
 from ..core.io import is_volume_file, strip_volume_suffix
 
@@ -70,11 +72,29 @@ def subject_key(path: Path) -> str:
 
 
 def _volume_files(folder: Path) -> list[Path]:
-    found = []
-    for root, dirs, files in os.walk(folder):
+    """Every volume file under `folder`, following symbolic links to folders (each real folder visited once,
+    so a link that points back up cannot loop)."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED_FOLDERS and not d.startswith("."))
         found += [Path(root) / f for f in sorted(files) if is_volume_file(f) and not f.startswith(".")]
     return found
+
+
+def _refuse_unrecognised(folder: Path, unrecognised: list[str], subjects: dict) -> None:
+    """InputError naming every file whose name names no contrast or several, and what was found beside them."""
+    shown = "; ".join(unrecognised[:10]) + (f"; and {len(unrecognised) - 10} more" if len(unrecognised) > 10 else "")
+    found = (f"Found beside them: {len(subjects)} subject(s) ("
+             + ", ".join(f"{k}: {', '.join(sorted(s.files))}" for k, s in list(sorted(subjects.items()))[:5])
+             + (", ..." if len(subjects) > 5 else "") + ")." if subjects else "")
+    raise InputError(f"{folder}: {len(unrecognised)} image file(s) whose names do not say which one contrast they "
+                     f"hold: {shown}. {found} Rename each to name exactly one contrast (e.g. sub-01_T1.nii.gz, "
+                     "case7/t2.nii.gz), or move it out of the folder.")
 
 
 def discover_subjects(folder: str | os.PathLike, contrasts: Sequence[str] | None = None) -> list[SubjectFiles]:
@@ -89,8 +109,10 @@ def discover_subjects(folder: str | os.PathLike, contrasts: Sequence[str] | None
     for path in _volume_files(folder):
         try:
             contrast = contrast_from_filename(path)
-        except InputError:
-            unrecognised.append(str(path.relative_to(folder)))
+        except InputError as error:
+            why = "ambiguous, it names " + ", ".join(contrasts_in_name(path.name)) if "ambiguous" in str(error) \
+                else "names no contrast"
+            unrecognised.append(f"{path.relative_to(folder)} ({why})")
             continue
         if contrast is None and label_kind(path):
             labels.append(path)
@@ -105,8 +127,10 @@ def discover_subjects(folder: str | os.PathLike, contrasts: Sequence[str] | None
             )
         subject.files[contrast] = path
     _attach_labels(folder, subjects, labels)
+    if unrecognised and subjects:
+        _refuse_unrecognised(folder, unrecognised, subjects)
     if not subjects:
-        hint = f" Files whose names name no contrast: {', '.join(unrecognised[:5])}." if unrecognised else ""
+        hint = f" Files that do not name one contrast: {', '.join(unrecognised[:5])}." if unrecognised else ""
         raise InputError(
             f"{folder}: no subject images found (looked for .nii.gz/.nii/.nrrd files whose names contain a contrast "
             f"such as _t1, -T2, _flair, -t1c, -PD).{hint}"

@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.atomic import atomic_directory, write_text
+from ..core.outputs import check_output_folder
 from ..core.contrasts import canonical_contrast
 from ..core.errors import InputError
 from ..core.io import write_volume
@@ -309,9 +310,9 @@ def write_phantom(
     on_progress: Callable[[float, str], None] | None = None,
 ) -> list[Path]:
     """Write `subjects` subjects as out/sub-000, out/sub-001, ...; subject i uses seed `seed + i`."""
+    out = check_output_folder(out, "OUT")
     if subjects < 1:
         raise InputError(f"--subjects {subjects}: give at least 1.")
-    out = Path(out)
     width = max(3, len(str(subjects - 1)))
     folders = []
     for i in range(subjects):

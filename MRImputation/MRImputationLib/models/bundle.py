@@ -9,6 +9,11 @@ casts them back to float32. A bundle may also carry the linear baseline fitted o
 training data (`baseline.safetensors`, listed and hashed like the weights; `read_baseline`).
 
 Reading the description (`read_bundle_info`) and the baseline needs no torch; loading the weights does.
+Every file is read through `bundle_files.BundleSource`: sizes checked against bundle.json before
+reading, hashes taken while streaming, and bundle.json's own content checked against its
+`manifest_sha256` (bundles written before that field load as before; see bundle_files.py). The
+generator's tensor shapes are compared with its configuration before anything is built
+(weights_check.py).
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import os
 import re
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.atomic import atomic_directory, atomic_file
 from ..core.errors import InputError
+from .bundle_files import INFO_FILE, MANIFEST_KEY, BundleSource, manifest_matches, seal_document
 from .family import FamilyConfig, model_config_from_dict
 
 if TYPE_CHECKING:
@@ -33,7 +39,6 @@ if TYPE_CHECKING:
     from .linear import LinearImputer
 
 BUNDLE_FORMAT = 1
-INFO_FILE = "bundle.json"
 WEIGHTS_SUFFIX = ".safetensors"
 BASELINE_FILE = "baseline.safetensors"  # the linear baseline's fitted statistics, not network weights
 HALF_MAX = 65504.0  # the largest float16
@@ -102,7 +107,10 @@ class BundleInfo:
         for key in ("normalization", "preprocessing", "model", "training", "metrics", "baseline"):
             if not isinstance(getattr(self, key), dict):
                 raise InputError(f"{source}: {key!r} must be a JSON object.")
-        config = self.model_config()
+        try:
+            config = self.model_config()
+        except InputError as error:
+            raise InputError(f"{source}: {INFO_FILE}'s network configuration is not usable: {error}") from None
         if config.contrasts != len(self.contrasts):
             raise InputError(
                 f"{source}: the network has {config.contrasts} channels but {len(self.contrasts)} contrasts are named."
@@ -156,9 +164,10 @@ def write_bundle(folder: str | os.PathLike, info: BundleInfo, weights: dict[str,
         recorded = {**info.baseline, "file": BASELINE_FILE, "method": "linear", "n_subjects": baseline.n_subjects,
                     "n_voxels": baseline.n_voxels}
     info = dataclasses.replace(info, baseline=recorded)
-    document = {"format_version": BUNDLE_FORMAT, **info.to_dict(),
-                **({"weights_dtype": "float16"} if half else {}),
-                "files": {name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in blobs.items()}}
+    document = seal_document({"format_version": BUNDLE_FORMAT, **info.to_dict(),
+                              **({"weights_dtype": "float16"} if half else {}),
+                              "files": {name: {"sha256": _sha256(data), "bytes": len(data)}
+                                        for name, data in blobs.items()}})
     with atomic_directory(folder) as tmp:
         for name, data in blobs.items():
             (tmp / name).write_bytes(data)
@@ -207,60 +216,6 @@ def zip_bundle(folder: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
     return zip_path
 
 
-class BundleSource:
-    """Reads the files of a bundle folder or of a zipped one (flat, or inside one top-level folder)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.archive: zipfile.ZipFile | None = None
-        self.prefix = ""
-        if path.is_dir():
-            if not (path / INFO_FILE).is_file():
-                raise InputError(f"{path}: no {INFO_FILE} in this folder, so it is not a model bundle.")
-        elif path.is_file() and zipfile.is_zipfile(path):
-            self.archive = zipfile.ZipFile(path)
-            self._check_names()
-        elif path.exists():
-            raise InputError(f"{path}: not a model bundle (expected a folder or a .zip holding {INFO_FILE}).")
-        else:
-            raise InputError(f"{path}: no such model bundle; check the path.")
-
-    def _check_names(self) -> None:
-        names = self.archive.namelist()
-        for name in names:
-            parts = PurePosixPath(name).parts
-            if name.startswith("/") or "\\" in name or ".." in parts or (parts and ":" in parts[0]):
-                self.close()
-                raise InputError(f"{self.path}: unsafe member name {name!r} in the archive; refusing this bundle.")
-        if INFO_FILE in names:
-            return
-        tops = [n for n in names if PurePosixPath(n).name == INFO_FILE and len(PurePosixPath(n).parts) == 2]
-        if len(tops) != 1:
-            self.close()
-            raise InputError(f"{self.path}: no {INFO_FILE} at the archive's root or in one top-level folder; not a model bundle.")
-        self.prefix = PurePosixPath(tops[0]).parts[0] + "/"
-
-    def read(self, name: str, limit: int | None = None) -> bytes:
-        if self.archive is None:
-            file = self.path / name
-            if not file.is_file():
-                raise InputError(f"{self.path}: {name} is missing; download or export the bundle again.")
-            if limit is not None and file.stat().st_size > limit:
-                raise InputError(f"{self.path}: {name} is too large to be a bundle description.")
-            return file.read_bytes()
-        try:
-            member = self.archive.getinfo(self.prefix + name)
-        except KeyError:
-            raise InputError(f"{self.path}: {name} is missing from the archive; download or export the bundle again.") from None
-        if limit is not None and member.file_size > limit:
-            raise InputError(f"{self.path}: {name} is too large to be a bundle description.")
-        return self.archive.read(member)
-
-    def close(self) -> None:
-        if self.archive is not None:
-            self.archive.close()
-
-
 def _parse_document(source: BundleSource) -> tuple[BundleInfo, dict]:
     where = str(source.path)
     try:
@@ -285,6 +240,10 @@ def _parse_document(source: BundleSource) -> tuple[BundleInfo, dict]:
             raise InputError(f"{where}: weights file name {name!r} is not allowed (expected e.g. 'generator.safetensors').")
         if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and _SHA256.match(entry["sha256"])):
             raise InputError(f"{where}: {name} has no valid SHA-256 in {INFO_FILE}; export the bundle again.")
+    if not manifest_matches(document):
+        raise InputError(f"{where}: {INFO_FILE} was changed after export (its content no longer matches its "
+                         f"{MANIFEST_KEY}), so its contrasts, normalization or other settings may not be the ones the "
+                         "weights were trained with. Download or export the bundle again.")
     return BundleInfo.from_dict(document, where), document
 
 
@@ -307,19 +266,20 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
+    from .family import family_of
+    from .weights_check import check_weights_fit
+
     source = BundleSource(Path(path))
     try:
         info, document = _parse_document(source)
         weights: dict[str, dict[str, torch.Tensor]] = {}
+        inference = family_of(info.model_config()).inference_network + WEIGHTS_SUFFIX
         for name, entry in document["files"].items():
-            data = source.read(name)
-            if verify and _sha256(data) != entry["sha256"]:
-                raise InputError(
-                    f"{source.path}: {name} is corrupted or modified (its SHA-256 does not match {INFO_FILE}); "
-                    "download or export the bundle again."
-                )
+            data = source.read_checked(name, entry, verify)
             if name == BASELINE_FILE:
                 continue  # not network weights: read_baseline reads it
+            if name == inference:
+                check_weights_fit(info.model_config(), data, f"{source.path}: {name}")
             try:
                 weights[name[: -len(WEIGHTS_SUFFIX)]] = _as_float32(load(data))
             except (SafetensorError, ValueError) as error:
@@ -349,13 +309,10 @@ def read_baseline(path: str | os.PathLike) -> "LinearImputer | None":
         entry = document["files"].get(BASELINE_FILE)
         if entry is None:
             return None
-        data = source.read(BASELINE_FILE)
+        data = source.read_checked(BASELINE_FILE, entry)
     finally:
         source.close()
     where = f"{path}: {BASELINE_FILE}"
-    if _sha256(data) != entry["sha256"]:
-        raise InputError(f"{where} is corrupted or modified (its SHA-256 does not match {INFO_FILE}); "
-                         "download or export the bundle again.")
     try:
         arrays = load(data)
         metadata = _safetensors_metadata(data)

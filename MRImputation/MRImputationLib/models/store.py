@@ -19,7 +19,6 @@ Every file of a bundle is checked against bundle.json's SHA-256 before it is ins
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ from typing import Callable
 
 from ..core.atomic import atomic_directory, atomic_file
 from ..core.errors import InputError
-from .bundle import INFO_FILE, BundleInfo, BundleSource, read_bundle_info
+from .bundle import INFO_FILE, MAX_INFO_BYTES, BundleInfo, BundleSource, read_bundle_info
 from .catalogue import (CatalogueEntry, DownloadDeclined, ModelCard, bundle_folder_name, format_size,
                         read_catalogue)
 
@@ -175,18 +174,6 @@ def _version_key(version: str) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-+]", version))
 
 
-def _hash_bytes(chunks) -> str:
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _file_chunks(path: Path, size: int = 1 << 20):
-    with open(path, "rb") as handle:
-        yield from iter(lambda: handle.read(size), b"")
-
-
 def verify_bundle(path: str | os.PathLike) -> BundleInfo:
     """Check every weights file of a bundle (folder or .zip) against bundle.json's SHA-256, without torch."""
     path = Path(path)
@@ -194,16 +181,7 @@ def verify_bundle(path: str | os.PathLike) -> BundleInfo:
     source = BundleSource(path)
     try:
         for name, entry in document["files"].items():
-            if source.archive is None:
-                file = path / name
-                if not file.is_file():
-                    raise InputError(f"{path}: {name} is missing; download or export the bundle again.")
-                actual = _hash_bytes(_file_chunks(file))
-            else:
-                actual = _hash_bytes([source.read(name)])
-            if actual != entry["sha256"]:
-                raise InputError(f"{path}: {name} is corrupted or modified (its SHA-256 does not match {INFO_FILE}); "
-                                 "download or export the bundle again.")
+            source.read_checked(name, entry, keep=False)  # size against bundle.json first, then hashed streaming
     finally:
         source.close()
     return info
@@ -300,8 +278,10 @@ class ModelStore:
                 for name in (INFO_FILE, *document["files"]):
                     if reader.archive is None:
                         shutil.copyfile(source / name, tmp / name)
+                    elif name == INFO_FILE:
+                        (tmp / name).write_bytes(reader.read(name, limit=MAX_INFO_BYTES))
                     else:
-                        (tmp / name).write_bytes(reader.read(name))
+                        (tmp / name).write_bytes(reader.read_checked(name, document["files"][name]))
         finally:
             reader.close()
         return ModelCard(info.name, info.version, list(info.contrasts), info.reference, target, None, info)

@@ -49,13 +49,19 @@ class AfterTraining:
         return ["train"] + [step for step, asked in (("evaluate", self.evaluate), ("export", self.export),
                                                      ("install", self.install)) if asked]
 
-    def check(self) -> None:
-        """InputError before anything runs: --install without the bundle, or a package a step imports is missing."""
+    def check(self, run: Path | None = None) -> None:
+        """InputError before anything runs: --install without the bundle, a package a step imports is missing, or
+        a bundle path export would refuse after training (not a bundle, or the run itself)."""
+        from .export import check_bundle_destination
+
         if self.install and not self.export:
             raise InputError("--install needs the bundle that --no-export skips; leave one of them out.")
         if self.bundle is not None and not self.export:
             raise InputError(f"--bundle {self.bundle}: nothing is exported (--no-export); leave one of them out.")
         check_dependencies(self.steps)
+        bundle = Path(self.bundle) if self.bundle is not None else (Path(run) / "bundle" if run else None)
+        if self.export and bundle is not None:
+            check_bundle_destination(bundle, Path(run) if run else None, bundle.suffix == ".zip")
 
     def run(self, run: Path, data: Path, summary: dict, device: str, progress: Progress) -> dict:
         """The asked steps on a finished run; returns what the done event reports (run, training, and each step's)."""

@@ -57,9 +57,10 @@ def run_demo(out: Path, progress: Progress, data: Path | None = None, hide: str 
              builtin: Path | None = None) -> dict:
     """The demo's steps into OUT; returns the held-out subject's metrics and the files to look at.
     `builtin`: the folder of built-in models (default the extension's Resources/Models)."""
+    from ..core.outputs import check_output_folder
     from .demo_builtin import builtin_demo
 
-    out, asked, on_phantom = Path(out), hide, data is None
+    out, asked, on_phantom = check_output_folder(out, "--out"), hide, data is None
     data, subjects = _demo_subjects(out, data, progress)
     held_out = subjects[-1]
     names = sorted(set.intersection(*(set(s.files) for s in subjects)))
@@ -154,7 +155,7 @@ def _demo_impute(bundle: Path, held_out, names: list[str], hide: str, imputed: P
                  f"{', '.join(n for n in names if n != hide)}")
     given = {n: p for n, p in held_out.files.items() if n != hide and n in names}
     report = impute(bundle, given, imputed, ImputeOptions(device="cpu", self_check=True, uncertainty=4),
-                    progress=progress, references={hide: held_out.files[hide]})
+                    progress=progress, references={hide: held_out.files[hide]}, replace=True)
     return report, given, imputed
 
 

@@ -88,6 +88,6 @@ def _impute_with(card, subject, hidden: str, out: Path, progress: Progress) -> d
     progress.log(f"[built-in] built-in model {card.name} {card.version}: hiding {hidden} of {subject.subject}, "
                  f"imputing it from {', '.join(given)}")
     report = impute(card.path, given, out, ImputeOptions(device="auto"), progress=progress,
-                    references={hidden: subject.files[hidden]})
+                    references={hidden: subject.files[hidden]}, replace=True)
     return {"model": card.name, "version": card.version, "subject": subject.subject, "hidden": hidden,
             "given": list(given), "metrics": report["comparison"][hidden], "out": str(out)}

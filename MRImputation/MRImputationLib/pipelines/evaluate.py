@@ -19,6 +19,8 @@ from typing import Sequence
 from ..core.atomic import write_text
 from ..core.contrasts import ContrastSet
 from ..core.errors import InputError
+from ..core.outputs import check_output_folder
+from ..core.options import read_json_file
 from ..core.progress import Progress
 from ..training.run_folder import RunFolder
 
@@ -61,7 +63,7 @@ def fit_baseline(preprocessed: Path, names: Sequence[str], contrasts: ContrastSe
     return LinearImputer(contrasts).fit((s.stack, s.mask) for s in loaded)
 
 
-def evaluate_model(model_path: Path, data: Path, out: Path, *, subjects: Sequence[str] | None = None,
+def evaluate_model(model_path: str | Path, data: Path, out: Path, *, subjects: Sequence[str] | None = None,
                    split_file: Path | None = None, device: str = "cpu", baseline: bool = True,
                    progress: Progress | None = None) -> dict:
     from ..evaluation.harness import eval_subjects, evaluate
@@ -70,17 +72,18 @@ def evaluate_model(model_path: Path, data: Path, out: Path, *, subjects: Sequenc
     from ..preprocessing.manifest import read_manifest
     from ..preprocessing.preprocessed import complete_subjects, load_subjects
     from ..training.run_folder import load_run_or_bundle
+    from .models import resolve_model
     from .train import resolve_preprocessed
 
     progress = progress or Progress("none")
-    out = Path(out)
-    model = load_run_or_bundle(model_path)
+    out = check_output_folder(out, "--out")  # before anything is read
+    model = load_run_or_bundle(resolve_model(model_path, "MODEL", progress.log))
     preprocessed = resolve_preprocessed(Path(data), out, progress)
     manifest = read_manifest(preprocessed)
     available = complete_subjects(manifest, model.contrasts)
     if not available:
         raise InputError(f"{data}: no subject has all of the model's contrasts ({', '.join(model.contrasts.names)}).")
-    split = json.loads(Path(split_file).read_text()) if split_file else _split_of_model(model)
+    split = read_json_file(split_file, "split") if split_file else _split_of_model(model)
     chosen, train = choose_subjects(available, subjects, split)
     imputers = [SliceImputer(model.generator, model.model_config, model.slicing, InferenceOptions(device=device),
                            name=model.model_config.name)]

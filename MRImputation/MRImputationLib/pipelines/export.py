@@ -5,14 +5,22 @@ The bundle also carries the linear baseline fitted on the run's training split, 
 `mrimpute evaluate` fits it (pipelines/evaluate.py: `fit_baseline`), as `baseline.safetensors`,
 when the run's preprocessed data is still there (else it is left out, and said so); `evaluate`
 then scores the model on any data beside that baseline (EVALUATION.md).
+
+BUNDLE is checked before the run is read: it must be absent or a bundle (a folder of bundle.json and
+.safetensors files, or a zip holding bundle.json), which is then replaced whole and atomically;
+anything else there (another folder, the run itself, a file) is refused, never moved or emptied. A
+.zip is built in a temporary folder beside it, so no loose bundle folder is left next to the zip.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import zipfile
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..core.outputs import check_output_file, check_output_folder, entries
 from ..core.progress import Progress
 
 INTENDED_USE = (
@@ -28,11 +36,13 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
     """A bundle of the run's best (or last) weights; `card` sets the model card's `description`,
     `intended_use`, `license` and adds its `metrics` (e.g. the measured test table)."""
     from .. import __version__
-    from ..models.bundle import BundleInfo, write_bundle, zip_bundle
-    from ..models.family import family_of
+    from ..models.bundle import BundleInfo
     from ..training.run_folder import RunFolder
 
     folder_of_run, bundle = RunFolder(run), Path(bundle)
+    zipped = as_zip or bundle.suffix == ".zip"
+    bundle = bundle if not zipped or bundle.suffix == ".zip" else bundle.with_suffix(".zip")
+    check_bundle_destination(bundle, folder_of_run.path, zipped)
     folder_of_run.require()
     config = folder_of_run.read_json(folder_of_run.config)
     model = folder_of_run.read_json(folder_of_run.model)
@@ -64,16 +74,70 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
         license="Apache-2.0 (weights); check the training data's own terms",
     )
     _apply_card(info, card or {})
-    folder = bundle.with_suffix("") if as_zip or bundle.suffix == ".zip" else bundle
     linear = training_baseline(folder_of_run, contrasts, progress or Progress("none")) if baseline else None
     if linear is not None:
         info.baseline = {"fitted_on": f"the training split of run {folder_of_run.path.resolve().name} "
                                       f"({linear.n_subjects} subjects)"}
-    write_bundle(folder, info, {family_of(folder_of_run.read_model_config()).inference_network: weights},
-                 baseline=linear, half=half)
-    if as_zip or bundle.suffix == ".zip":
-        return zip_bundle(folder, folder.with_suffix(".zip"))
-    return folder
+    return _write(bundle, zipped, info, {_inference_network(folder_of_run): weights}, linear, half)
+
+
+def _inference_network(run) -> str:
+    from ..models.family import family_of
+
+    return family_of(run.read_model_config()).inference_network
+
+
+def _write(bundle: Path, zipped: bool, info, weights: dict, linear, half: bool) -> Path:
+    """The bundle folder at `bundle`, or the zip: its folder built in a temporary sibling, zipped, then removed."""
+    from ..core.atomic import temporary_sibling
+    from ..models.bundle import write_bundle, zip_bundle
+
+    if not zipped:
+        return write_bundle(bundle, info, weights, baseline=linear, half=half)
+    stage = temporary_sibling(bundle, directory=True)
+    try:
+        folder = write_bundle(stage / bundle.with_suffix("").name, info, weights, baseline=linear, half=half)
+        return zip_bundle(folder, bundle)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+BUNDLE_FILE_SUFFIX = ".safetensors"
+
+
+def is_bundle_folder(path: Path) -> bool:
+    """A folder export may replace: bundle.json and .safetensors files, nothing else."""
+    names = entries(path)
+    return ("bundle.json" in names and
+            all((path / n).is_file() and (n == "bundle.json" or n.endswith(BUNDLE_FILE_SUFFIX)) for n in names))
+
+
+def is_zipped_bundle(path: Path) -> bool:
+    """A zip holding bundle.json (at its root or in one top-level folder)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/")[-1] == "bundle.json" and name.count("/") <= 1 for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def check_bundle_destination(bundle: Path, run: Path | None, zipped: bool) -> None:
+    """InputError unless BUNDLE is absent or a bundle (replaced whole), and neither is nor holds the run."""
+    if run is not None and (run.resolve() == bundle.resolve() or bundle.resolve() in run.resolve().parents):
+        raise InputError(f"BUNDLE {bundle}: it is (or holds) the run {run}; exporting there would delete the run. "
+                         "Give a new path for the bundle, e.g. a folder beside the run.")
+    if zipped:
+        check_output_file(bundle, "BUNDLE")
+        if bundle.exists() and not is_zipped_bundle(bundle):
+            raise InputError(f"BUNDLE {bundle}: this file is not a zipped model bundle, and export replaces only a "
+                             "bundle. Move it away or give another path.")
+        return
+    check_output_folder(bundle, "BUNDLE", replaced_whole=True)
+    names = entries(bundle)
+    if names and not is_bundle_folder(bundle):
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise InputError(f"BUNDLE {bundle}: this folder is not a model bundle (it holds {shown}); export replaces "
+                         "only a bundle (bundle.json and .safetensors files), whole. Give a new or empty folder.")
 
 
 def training_baseline(run, contrasts, progress: Progress):

@@ -5,16 +5,20 @@ else the finest grid) -> N4 and registration as the model was trained -> brain m
 normalization -> the generator, slice-wise -> volumes in normalized units × 1000 (0 = the 0.5th,
 1000 = the 99.5th percentile inside the brain, the units the model works in). Optional: K
 stochastic passes for a per-voxel standard deviation, a self-check that hides each given contrast
-in turn, and error maps against a real volume. Files are staged in a temporary folder and moved
-into OUT only when everything succeeded.
+in turn, and error maps against a real volume.
+
+OUT is checked before anything is read (core/outputs.py): a new or empty folder, or, with
+`replace`, one holding only an earlier imputation's files. It is locked while the run lasts (a
+lock file beside it, core/locking.py), and the result is written whole into a temporary sibling
+that becomes OUT only when everything succeeded (core/atomic.py): never a mix of two runs.
+References (`--reference`) are read and checked before any work.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -22,9 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.contrasts import Scenario, canonical_contrast
+from ..core.atomic import atomic_directory
+from ..core.contrasts import Scenario, by_canonical_name
 from ..core.device import pick_device, pick_precision
 from ..core.errors import InputError
+from ..core.locking import FolderLock, sibling_lock
+from ..core.outputs import check_output_folder, check_replaceable
 from ..core.progress import Progress
 from ..evaluation.error_maps import SYNTHETIC_SCALE
 
@@ -46,7 +53,7 @@ class ImputeOptions:
 
 def _check_inputs(model, inputs: dict) -> Scenario:
     names = model.contrasts.names
-    given = {canonical_contrast(k): Path(v) for k, v in inputs.items()}
+    given = {k: Path(v) for k, v in by_canonical_name(inputs, "--input").items()}
     unknown = [k for k in given if k not in names]
     if unknown:
         raise InputError(f"contrast {', '.join(unknown)} is not known to this model ({model.info.get('name')}); "
@@ -71,53 +78,58 @@ def _check_overlap(volumes: dict, mask: np.ndarray, reference: str) -> None:
                              f"({inside.mean():.0%} of the brain): are they the same patient and session?")
 
 
-class _Staging:
-    """Files written into a temporary sibling of OUT, moved in only at the end."""
+# What an imputation writes into OUT: a folder holding only these may be replaced whole (--replace).
+RESULT_FILE = re.compile(r"^(report\.json|brain_mask\.nii\.gz|[A-Za-z0-9]+_(synthetic|uncertainty|registered|error)"
+                         r"\.nii\.gz|[A-Za-z0-9]+_error\.png)$")
 
-    def __init__(self, out: Path) -> None:
-        self.out = Path(out)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+
+def is_result_file(path: Path) -> bool:
+    """A file an imputation writes into OUT."""
+    return path.is_file() and not path.is_symlink() and bool(RESULT_FILE.match(path.name))
+
+
+class _Staging:
+    """The result folder being written (a temporary sibling of OUT, renamed into place whole at the end)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
         self.files: list[str] = []
 
     def path(self, name: str) -> Path:
         self.files.append(name)
         return self.folder / name
 
-    def commit(self) -> list[Path]:
-        self.out.mkdir(parents=True, exist_ok=True)
-        for name in self.files:
-            os.replace(self.folder / name, self.out / name)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        return [self.out / n for n in self.files]
-
-    def discard(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
 
 def impute(model_path: str | Path, inputs: dict, out: str | Path, options: ImputeOptions | None = None,
-           progress: Progress | None = None, references: dict | None = None) -> dict:
+           progress: Progress | None = None, references: dict | None = None, replace: bool = False) -> dict:
     """Synthesize the missing contrasts; returns the report (also written as OUT/report.json).
 
+    OUT must be new or empty, or (with `replace`) hold an earlier imputation, which is replaced whole.
     On CPU it uses every core, and gives the caller's torch thread count back when done (Slicer
     and training code in the same process keep theirs)."""
-    import torch
+    progress = progress or Progress("none")
+    out = check_output_folder(out, "--out", replaced_whole=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FolderLock(sibling_lock(out), f"--out {out}", progress.log):
+        check_replaceable(out, "--out", is_result_file, "impute", replace,
+                          "add --replace to replace it whole, or give a new or empty folder")
+        import torch
 
-    threads = torch.get_num_threads()
-    try:
-        return _impute(model_path, inputs, out, options, progress, references)
-    finally:
-        torch.set_num_threads(threads)
+        threads = torch.get_num_threads()
+        try:
+            return _impute(model_path, inputs, out, options, progress, references, replace)
+        finally:
+            torch.set_num_threads(threads)
 
 
-def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: ImputeOptions | None,
-            progress: Progress | None, references: dict | None) -> dict:
+def _impute(model_path: str | Path, inputs: dict, out: Path, options: ImputeOptions | None,
+            progress: Progress, references: dict | None, replace: bool) -> dict:
     """impute()'s stages: load and check, preprocess, normalize and stack, synthesize, write."""
     options = options or ImputeOptions()
-    progress = progress or Progress("none")
     timings: dict = {}
     start = time.monotonic()
-    model, scenario, device, precision, given = _load_and_check(model_path, inputs, options, progress)
+    model, scenario, device, precision, given, real = _load_and_check(model_path, inputs, options, progress,
+                                                                      references or {})
     contrasts = model.contrasts
     timings["read_s"] = round(time.monotonic() - start, 2)
 
@@ -132,8 +144,8 @@ def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: Impu
         output = imputer.predict(stack, scenario, frame=frame, mask=mask)
     progress.update("synthesize", 1.0, "done")
 
-    staging = _Staging(Path(out))
-    try:
+    with atomic_directory(out) as folder:
+        staging = _Staging(folder)
         label = " ".join(str(model.info.get(k) or "") for k in ("name", "version")).strip()
         written: dict = {"synthetic": _write_scaled(staging, output, scenario, contrasts, frame, "synthetic", label),
                          "uncertainty": {}, "registered": {}}
@@ -149,15 +161,12 @@ def _impute(model_path: str | Path, inputs: dict, out: str | Path, options: Impu
             with _timed(timings, "self_check_s"):
                 report["self_check"] = self_check(imputer, stack, scenario, contrasts, frame, mask, params,
                                                   pre.volumes, progress)
-        if references:
-            report["comparison"] = _compare_with_references(references, written, staging, frame, pre.mask, n4, progress)
+        if real:
+            report["comparison"] = _compare_with_references(real, written, staging, frame, pre.mask, n4, progress)
         timings["total_s"] = round(time.monotonic() - start, 2)
         report["timings"] = timings
         staging.path("report.json").write_text(json.dumps(report, indent=2, default=str))
-        staging.commit()
-    except BaseException:
-        staging.discard()
-        raise
+        check_replaceable(out, "--out", is_result_file, "impute", replace)  # nothing else was put there meanwhile
     progress.log(f"wrote {', '.join(written['synthetic'].values())} to {out} in {timings['total_s']} s")
     return report
 
@@ -170,14 +179,17 @@ def _timed(timings: dict, key: str):
     timings[key] = round(time.monotonic() - t, 2)
 
 
-def _load_and_check(model_path: str | Path, inputs: dict, options: ImputeOptions, progress: Progress) -> tuple:
-    """The model, the scenario the inputs make, the device and precision, and the given volumes as read."""
+def _load_and_check(model_path: str | Path, inputs: dict, options: ImputeOptions, progress: Progress,
+                    references: dict) -> tuple:
+    """The model, the scenario the inputs make, the device and precision, the given volumes as read, and the
+    reference volumes as read (checked before any work)."""
     import torch
 
     from ..core.io import read_volume
     from ..training.run_folder import load_run_or_bundle
+    from .models import resolve_model
 
-    model = load_run_or_bundle(model_path)
+    model = load_run_or_bundle(resolve_model(model_path, "--model", progress.log))
     scenario = _check_inputs(model, inputs)
     device = pick_device(options.device, progress)
     precision = pick_precision(options.precision, device)
@@ -185,13 +197,33 @@ def _load_and_check(model_path: str | Path, inputs: dict, options: ImputeOptions
         torch.set_num_threads(os.cpu_count() or 1)
     progress.log(f"{scenario.describe(model.contrasts)} with {model.info.get('name')} {model.info.get('version')} "
                  f"on {device} ({precision})")
-    given = {canonical_contrast(k): read_volume(v, contrast=canonical_contrast(k)) for k, v in inputs.items()}
-    return model, scenario, device, precision, given
+    given = {k: read_volume(v, contrast=k) for k, v in by_canonical_name(inputs, "--input").items()}
+    return model, scenario, device, precision, given, _read_references(references, model.contrasts, scenario)
+
+
+def _read_references(references: dict, contrasts, scenario: Scenario) -> dict:
+    """The `--reference` volumes, read before any work: each a contrast this run synthesizes, in a readable file."""
+    from ..core.io import read_volume
+
+    missing = scenario.missing(contrasts)
+    named = by_canonical_name(references, "--reference")
+    for name in named:
+        if name not in missing:
+            known = "is not a contrast of this model" if name not in contrasts.names else "is given, not synthesized"
+            raise InputError(f"--reference {name}: {name} {known}; a reference is a real volume of a synthesized "
+                             f"contrast ({', '.join(missing)}). Leave it out or name one of those.")
+    real = {}
+    for name, path in named.items():
+        try:
+            real[name] = read_volume(path, contrast=name)
+        except InputError as error:
+            raise InputError(f"--reference {name}: {error}") from None
+    return real
 
 
 def _preprocess(model, given: dict, options: ImputeOptions, progress: Progress) -> tuple:
     """The given volumes on the reference grid as the model was trained: (preprocessed, brain mask, n4 used)."""
-    from ..preprocessing.subject import PreprocessConfig, preprocess_volumes
+    from ..preprocessing.subject import PreprocessConfig, check_contrasts_vary, preprocess_volumes
 
     trained = model.as_trained
     n4 = trained.n4 if options.n4 is None else options.n4
@@ -202,6 +234,7 @@ def _preprocess(model, given: dict, options: ImputeOptions, progress: Progress) 
                              on_progress=progress.callback("preprocess"))
     mask = pre.mask.array > 0
     _check_overlap(pre.volumes, mask, pre.record["reference"])
+    check_contrasts_vary(pre)
     return pre, mask, n4
 
 
@@ -315,19 +348,15 @@ def self_check(imputer, stack, scenario, contrasts, frame, mask, params, volumes
 
 def _compare_with_references(references: dict, written: dict, staging: _Staging, frame, mask, n4: bool,
                              progress) -> dict:
-    """Error maps against real volumes, brought through the same N4 and registration as the inputs."""
+    """Error maps against real volumes (read by _read_references), brought through the same N4 and registration
+    as the inputs."""
     from ..core.io import read_volume, write_volume
     from ..evaluation.error_maps import compare_volumes
     from ..preprocessing.qc import error_figure
 
     results = {}
-    for name, path in references.items():
-        name = canonical_contrast(name)
-        if name not in written["synthetic"]:
-            raise InputError(f"--reference {name}: {name} is not synthesized in this run "
-                             f"(synthesized: {', '.join(written['synthetic'])}).")
+    for name, real in references.items():
         synthetic = read_volume(staging.folder / written["synthetic"][name], contrast=name)
-        real = read_volume(path, contrast=name)
         if n4:
             from ..preprocessing.bias import correct_bias
             from ..preprocessing.masking import head_mask

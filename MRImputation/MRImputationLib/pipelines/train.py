@@ -6,12 +6,14 @@ continue or to export.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 from ..core.atomic import write_text
+from ..core.outputs import check_output_folder
 from ..core.contrasts import ContrastSet
 from ..core.errors import InputError
 from ..core.progress import Progress
@@ -20,17 +22,19 @@ from ..training.run_folder import RunFolder
 
 
 def check_train_data(data: Path, out: Path, resume: bool) -> None:
-    """Fast checks before torch is imported: the data folder, and the run folder with --resume."""
+    """Fast checks before torch is imported: the run folder (writable, not a file; with --resume, a run), then
+    the data folder."""
     from ..data.discovery import discover_subjects
     from ..preprocessing.manifest import MANIFEST_NAME
 
+    check_output_folder(out, "--out")
+    if resume and not RunFolder(out).config.exists():
+        raise InputError(f"{out}: no training run to resume (config.json missing); start it without --resume.")
     if not data.is_dir():
         raise InputError(f"{data}: the data folder does not exist. Give a folder of subjects (raw, one folder or "
                          "file set per subject) or a folder written by `mrimpute preprocess`.")
     if not (data / MANIFEST_NAME).exists():
         discover_subjects(data)  # InputError naming the folder when it holds no subject image
-    if resume and not RunFolder(out).config.exists():
-        raise InputError(f"{out}: no training run to resume (config.json missing); start it without --resume.")
 
 
 def resolve_preprocessed(data: Path, run: Path, progress: Progress, jobs: int = 1) -> Path:
@@ -121,11 +125,14 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
     from ..training.distributed import init_distributed, shutdown_distributed
 
     progress = progress or Progress("none")
-    folder = RunFolder(run)
+    folder = RunFolder(check_output_folder(run, "--out"))
     run = folder.path
     context = init_distributed(device)
     quiet = progress if context.is_main else Progress("none")
+    held = contextlib.ExitStack()  # the run's lock, on the main rank: one training per run folder at a time
     try:
+        if context.is_main:
+            held.enter_context(folder.lock(quiet.log))
         config = _resolve_config(folder, config, overrides, resume)
         run.mkdir(parents=True, exist_ok=True)
         preprocessed = _shared_preprocessed(Path(data), run, context, quiet, jobs)
@@ -148,6 +155,7 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
         _barrier(context)  # no rank tears the group down while another still writes or talks
         return summary
     finally:
+        held.close()
         shutdown_distributed()
 
 
@@ -160,8 +168,9 @@ def _resolve_config(folder: RunFolder, config: str | TrainConfig, overrides: dic
                              "--resume.")
         saved = {**folder.read_json(folder.config), "stop_after_steps": None}  # a per-call setting
         return apply_overrides(TrainConfig.from_dict(saved), **(overrides or {}))
-    if folder.history.exists():
-        raise InputError(f"{folder.path}: already holds a training run (history.jsonl); continue it with --resume, or "
+    if folder.history.exists() or folder.last_checkpoint.exists():
+        held = "history.jsonl" if folder.history.exists() else "checkpoints/last.pt"
+        raise InputError(f"{folder.path}: already holds a training run ({held}); continue it with --resume, or "
                          "train into a new --out folder.")
     if isinstance(config, TrainConfig):
         return apply_overrides(config, **(overrides or {}))

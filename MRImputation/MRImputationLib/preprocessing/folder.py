@@ -1,6 +1,7 @@
 """Preprocessing a folder of subjects, several at a time, with one manifest for the lot.
 
-Each subject runs in its own process (`jobs` at a time) with the cores shared between them. A
+Each subject runs in its own process (`jobs` at a time) with the cores shared between them;
+the workers end with this process, even when it is killed (core/parent_watch.py). A
 subject that fails is recorded with its error; the others' results are kept.
 """
 
@@ -18,6 +19,8 @@ from typing import Sequence
 from .. import __version__
 from ..core.atomic import write_text
 from ..core.errors import InputError
+from ..core.outputs import check_apart, check_output_folder, check_owned_folder, mark_owned_folder
+from ..core.parent_watch import exit_with_parent
 from ..core.progress import Progress
 from ..data.discovery import SubjectFiles, discover_subjects
 from .manifest import MANIFEST_FORMAT, MANIFEST_NAME
@@ -43,6 +46,12 @@ def _run_one(subject: SubjectFiles, out: str, config: PreprocessConfig, threads:
         return {"subject": subject.subject, "status": "failed", "error": detail, "bad_input": False}
 
 
+def _worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """`jobs` spawned worker processes, each ending when this process does, even if it is killed with kill -9."""
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
+
+
 def preprocess_folder(
     source: str | Path,
     out: str | Path,
@@ -51,11 +60,17 @@ def preprocess_folder(
     progress: Progress | None = None,
     contrasts: Sequence[str] | None = None,
 ) -> dict:
-    """Preprocess every subject under `source` into `out`; write and return the manifest."""
+    """Preprocess every subject under `source` into `out`; write and return the manifest.
+
+    `out` is checked before anything is written: a folder that can be written, apart from `source` (neither
+    inside the other, links resolved), and new, empty or written by an earlier preprocess (never a folder of
+    other files, whose subject folders would be replaced)."""
     progress = progress or Progress("none")
+    out = check_output_folder(out, "OUT")
     subjects = discover_subjects(source, contrasts)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_apart(out, source, "OUT", "IN")
+    check_owned_folder(out, "OUT", "preprocess", signs=(MANIFEST_NAME,))
+    mark_owned_folder(out, "preprocess")
     jobs = max(1, min(jobs, len(subjects)))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     start = time.monotonic()
@@ -74,8 +89,7 @@ def preprocess_folder(
                                             "bad_input": True}
             _report_failure(progress, records[subject.subject])
     else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with _worker_pool(jobs) as pool:
             pending = {pool.submit(_run_one, s, str(out), config, threads): s for s in subjects}
             try:
                 while pending:

@@ -114,6 +114,19 @@ def preprocess_volumes(
     return result
 
 
+def check_contrasts_vary(pre: "PreprocessedSubject") -> None:
+    """InputError when a contrast is constant inside the brain once on the reference grid: it lies outside
+    the reference's field of view (a wrong origin, spacing or direction), so it holds no anatomy there."""
+    inside, reference = pre.mask.array > 0, pre.record["reference"]
+    for name, volume in pre.volumes.items():
+        values = volume.array[inside]
+        if name != reference and values.size and float(values.max()) == float(values.min()):
+            raise InputError(f"subject {pre.subject}: {name} ({volume.source or name}) is constant "
+                             f"({float(values.max()):g}) inside the brain once on {reference}'s grid: the two do not "
+                             "overlap in space. Check its header's geometry (origin, voxel size, direction) and that "
+                             "both come from one session.")
+
+
 def _bias_corrected(volumes: dict, names: list[str], config: PreprocessConfig, steps: dict, intermediate: dict,
                     on_progress: ProgressCallback, done: int, total: int) -> dict:
     """Each contrast N4-corrected on its own grid (as float32 without N4); records into steps and intermediate."""
@@ -195,6 +208,7 @@ def preprocess_subject(
     start = time.monotonic()
     volumes = {name: read_volume(path, contrast=name) for name, path in subject.files.items()}
     pre = preprocess_volumes(subject.subject, volumes, config, on_progress, keep_intermediate=config.qc)
+    check_contrasts_vary(pre)
     tumour = None
     if "tumour" in subject.labels:
         tumour, pre.record["steps"]["tumour_mask"] = tumour_mask_on_reference(subject.labels["tumour"], volumes, pre)

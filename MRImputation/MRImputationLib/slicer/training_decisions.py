@@ -137,7 +137,7 @@ def summarize_data(folder: str | os.PathLike, max_entries: int = MAX_SCAN_ENTRIE
 
 def check_scan_bounds(folder: str | os.PathLike, max_entries: int = MAX_SCAN_ENTRIES,
                       max_depth: int = MAX_SCAN_DEPTH) -> int:
-    """Walk `folder` as subject discovery does (hidden and skipped folders left out, links not followed),
+    """Walk `folder` as subject discovery does (hidden and skipped folders left out, links to folders followed),
     but stop at `max_entries` files and folders or `max_depth` levels: InputError saying where it stopped
     and what to choose instead. Returns the number of entries seen.
     """
@@ -157,7 +157,7 @@ def check_scan_bounds(folder: str | os.PathLike, max_entries: int = MAX_SCAN_ENT
                         raise InputError(f"{folder}: stopped reading after {max_entries} files and folders: this is "
                                          "more than a folder of subjects (a home folder, a disk?). Choose the folder "
                                          "that holds the subjects' images, or the output of `mrimpute preprocess`.")
-                    if entry.is_dir(follow_symlinks=False) and entry.name not in SKIPPED_FOLDERS:
+                    if entry.is_dir() and entry.name not in SKIPPED_FOLDERS:  # links too, as discovery
                         if depth + 1 > max_depth:
                             raise InputError(f"{folder}: has folders more than {max_depth} levels deep (e.g. "
                                              f"{Path(entry.path).relative_to(folder)}); choose the folder that holds "

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_file
+from ..core.disk import explain_disk_full
 from ..core.errors import InputError
 
 
@@ -48,11 +49,26 @@ def _to_tuples(value):
     return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value
 
 
+def state_bytes(value) -> int:
+    """The bytes of every tensor and array in a (nested) state: about the size its checkpoint file needs."""
+    if isinstance(value, dict):
+        return sum(state_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(state_bytes(v) for v in value)
+    if hasattr(value, "element_size") and hasattr(value, "numel"):  # a torch.Tensor
+        return value.element_size() * value.numel()
+    return getattr(value, "nbytes", 64)
+
+
 def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """Write `state` atomically; a full disk is a DiskFull error saying how much is needed (the previous
+    checkpoint, if any, stays as it was, and the temporary is removed)."""
     import torch
 
-    with atomic_file(path) as tmp:
-        torch.save(state, tmp)
+    needed = state_bytes(state) + (1 << 20)
+    with explain_disk_full(path, needed, "continue with --resume once there is room"):
+        with atomic_file(path) as tmp:
+            torch.save(state, tmp)
     return Path(path)
 
 

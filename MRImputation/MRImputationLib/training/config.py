@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..core.options import read_json_file
 
 
 @dataclass
@@ -37,6 +39,9 @@ class TrainConfig:
     num_workers: int = 0
     stop_after_steps: int | None = None  # stop (with a checkpoint) after this many steps in this call
 
+    def __post_init__(self) -> None:
+        check_settings(self)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["betas"] = list(self.betas)
@@ -49,7 +54,7 @@ class TrainConfig:
         if unknown:
             raise InputError(f"training configuration: unknown setting(s) {', '.join(sorted(unknown))}.")
         data = dict(data)
-        if "betas" in data:
+        if isinstance(data.get("betas"), list):
             data["betas"] = tuple(data["betas"])
         return cls(**data)
 
@@ -57,6 +62,40 @@ class TrainConfig:
         from ..core.atomic import write_text
 
         write_text(path, json.dumps(self.to_dict(), indent=2))
+
+
+# Whole-number settings and their least value; None is allowed where the default is None.
+_WHOLE = {"epochs": 1, "batch_size": 1, "lr_halve_every": 1, "seed": 0, "threads": 1, "steps_per_epoch": 1,
+          "checkpoint_every": 0, "validate_every": 1, "num_workers": 0, "stop_after_steps": 1}
+_OPTIONAL = {"lr_halve_every", "threads", "steps_per_epoch", "stop_after_steps"}
+_TEXT = {"model": str, "curriculum": str, "crop": str, "mixed_precision": str, "model_overrides": dict,
+         "skip_empty": bool, "augment_flip": bool, "channels_last": bool}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_settings(config: TrainConfig) -> None:
+    """InputError naming the first setting whose type or range a run cannot use (-1 epochs, a NaN learning rate)."""
+    for name, least in _WHOLE.items():
+        value = getattr(config, name)
+        if value is None and name in _OPTIONAL:
+            continue
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+            raise InputError(f"training setting {name} = {value!r}: give a whole number of at least {least}"
+                             + (" (or null)." if name in _OPTIONAL else "."))
+    if not (_number(config.lr) and config.lr > 0):
+        raise InputError(f"training setting lr = {config.lr!r}: give a finite learning rate above 0, e.g. 0.0002.")
+    for name in ("lambda_adversarial", "lambda_l1"):
+        if not (_number(getattr(config, name)) and getattr(config, name) >= 0):
+            raise InputError(f"training setting {name} = {getattr(config, name)!r}: give a finite weight of at least 0.")
+    betas = config.betas
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(_number(b) and 0 <= b < 1 for b in betas)):
+        raise InputError(f"training setting betas = {betas!r}: give two numbers in [0, 1), e.g. [0.5, 0.999].")
+    for name, kind in _TEXT.items():
+        if not isinstance(getattr(config, name), kind):
+            raise InputError(f"training setting {name} = {getattr(config, name)!r}: must be a {kind.__name__}.")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
@@ -77,7 +116,13 @@ def train_preset(name: str, **overrides) -> TrainConfig:
         path = Path(name)
         if not path.exists():
             raise InputError(f"{path}: configuration file not found.")
-        config = TrainConfig.from_dict(json.loads(path.read_text()))
+        data = read_json_file(path, "training configuration")
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: a training configuration is a JSON object of settings, e.g. {{\"epochs\": 10}}.")
+        try:
+            config = TrainConfig.from_dict(data)
+        except InputError as error:
+            raise InputError(f"{path}: {error}") from None
     elif name in TRAIN_PRESETS:
         config = TRAIN_PRESETS[name]
     else:

@@ -10,12 +10,12 @@ scenarios the analogue is 3, 4, 5, 6 at the same epochs. Other epoch counts scal
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.contrasts import ContrastSet, Scenario
 from ..core.errors import InputError
+from ..core.options import read_json_file
 
 MMGAN_BOUNDARIES = (0.0, 11 / 60, 21 / 60, 31 / 60)
 
@@ -75,8 +75,12 @@ class Curriculum:
         if path.suffix == ".json":
             if not path.exists():
                 raise InputError(f"{path}: curriculum file not found.")
-            data = json.loads(path.read_text())
-            return cls(data.get("name", path.stem), tuple((float(s), int(c)) for s, c in data["stages"]))
+            data = read_json_file(path, "curriculum")
+            try:
+                return cls(data.get("name", path.stem), tuple((float(s), int(c)) for s, c in data["stages"]))
+            except (AttributeError, KeyError, TypeError, ValueError):
+                raise InputError(f"{path}: a curriculum is {{\"stages\": [[start_fraction, count], ...]}}; "
+                                 "fix the file.") from None
         return cls.preset(text, contrasts)
 
     def to_dict(self) -> dict:

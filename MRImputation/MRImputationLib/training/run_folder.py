@@ -4,6 +4,9 @@
     cache/ (slices)   checkpoints/last.pt, best.pt   tensorboard/   history.jsonl   summary.json
     preprocessed/ (when training started from raw data)   evaluation/ (after `train --evaluate`)
 
+While a training writes it, the run is locked: `.<run>.lock` beside it holds the trainer's pid
+(core/locking.py), so a second `train` into the same folder is refused, naming the first.
+
 >>> run = RunFolder("runs/a")
 >>> run.best_checkpoint.as_posix(), run.holds_run()
 ('runs/a/checkpoints/best.pt', False)
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from ..core.contrasts import ContrastSet
 from ..core.errors import InputError
+from ..core.options import read_json_file
 from ..models.as_trained import PreprocessingAsTrained
 from ..models.slicing import SlicingConfig
 
@@ -49,6 +53,13 @@ class RunFolder:
         """A trained (or training) run: its model and a checkpoint folder are there."""
         return self.path.is_dir() and self.model.exists() and self.checkpoints.is_dir()
 
+    def lock(self, log=None):
+        """`with run.lock(log):` only this process trains into the run (InputError naming the one that does)."""
+        from ..core.locking import FolderLock, sibling_lock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return FolderLock(sibling_lock(self.path), f"--out {self.path}", log)
+
     def missing(self, names=DEFINING_FILES) -> list[str]:
         """Which of the run's defining files are absent."""
         return [name for name in names if not (self.path / name).exists()]
@@ -67,7 +78,7 @@ class RunFolder:
             if default is not None:
                 return default
             raise InputError(f"{path}: missing; the run is incomplete.")
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json_file(path, "training run")
 
     def read_contrasts(self) -> ContrastSet:
         return ContrastSet.from_dict(self.read_json(self.contrasts))

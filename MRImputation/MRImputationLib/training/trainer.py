@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from torch import nn
 
 from ..core.contrasts import ContrastSet, Scenario
 from ..core.device import training_precision, training_threads
+from ..core.disk import explain_disk_full
 from ..core.errors import Cancelled
 from ..core.progress import Progress
 from ..models.family import Execution, FamilyConfig, Networks, availability, family_of
@@ -77,6 +79,7 @@ class Trainer:
         self.schedulers = {name: torch.optim.lr_scheduler.StepLR(optimizer, step_size=halve_every, gamma=0.5)
                            for name, optimizer in self.training_step.optimizers.items()}
         self.state = TrainState()
+        self.last_record: dict | None = None  # the last finished epoch's history record, kept in checkpoints too
         self.writer = None
 
     def _networks(self, built: dict[str, nn.Module]) -> Networks:
@@ -138,6 +141,7 @@ class Trainer:
             **{f"sched_{name}": scheduler.state_dict() for name, scheduler in self.schedulers.items()},
             "state": {**self.state.__dict__}, "rng": capture_rng_state(),
             "model_config": json.dumps(self.model_config.to_dict()), "train_config": json.dumps(self.config.to_dict()),
+            "history_record": json.dumps(self.last_record),
         })
 
     def resume(self) -> None:
@@ -150,6 +154,10 @@ class Trainer:
             scheduler.load_state_dict(data[f"sched_{name}"])
         self.state = TrainState(**data["state"])
         restore_rng_state(data["rng"])
+        self.last_record = json.loads(data.get("history_record") or "null")
+        if self.last_record and self.context.is_main and not any(
+                r.get("epoch") == self.last_record.get("epoch") for r in self.run.read_history()):
+            self._history(self.last_record)  # the process stopped between the checkpoint and its history line
 
     # -- progress lines -------------------------------------------------------------------------------
     def _headline(self, losses: dict, spec: str) -> list[str]:
@@ -181,9 +189,22 @@ class Trainer:
                     self.writer.add_scalar(key, value, step)
 
     def _history(self, record: dict) -> None:
-        if self.context.is_main:
-            with open(self.run.history, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+        """Append `record` to history.jsonl, whole or not at all (a full disk truncates back: DiskFull)."""
+        if not self.context.is_main:
+            return
+        line = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        fd = os.open(self.run.history, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                with explain_disk_full(self.run.history, len(line), "continue with --resume once there is room"):
+                    while line:
+                        line = line[os.write(fd, line):]
+            except BaseException:
+                os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
 
     def _train_epoch(self, epoch: int, total: int, steps_left: int | None) -> tuple[int, bool]:
         """`epoch`'s batches from `state.step` on, at most `steps_left` of them (None: no cap), each
@@ -245,8 +266,11 @@ class Trainer:
                                 {self.family.inference_network: self.generator.state_dict(), "epoch": epoch + 1,
                                  "val_psnr": record["val_psnr"]})
         self._log({k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
-        self._history(record)
+        # The checkpoint first, then the history line: a run stopped between the two (kill -9, a full disk)
+        # resumes from the checkpoint, which carries the record and appends it (resume()).
+        self.last_record = record
         self.save()
+        self._history(record)
         self.progress.epoch(record, cfg.epochs)
         self.progress.log(self._epoch_line(record, cfg.epochs))
 

@@ -87,6 +87,22 @@ def _is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
 
 
+# Caps far above every preset (mmgan-faithful: widths to 512, depth 8, 256 px, 54 M generator parameters),
+# checked before anything is allocated: a bundle's configuration is data from disk.
+LIMITS = {"depth": (2, 12), "base_width": (1, 4096), "max_width": (1, 4096), "extra_input_channels": (0, 64),
+          "voxel_path_width": (0, 4096), "dropout_blocks": (0, 11), "dropout_down_blocks": (0, 12),
+          "contrasts": (2, 16), "image_size": (4, 2048), "discriminator width": (1, 4096)}
+MAX_DISCRIMINATOR_BLOCKS = 8
+MAX_PARAMETERS = 1_000_000_000  # about 4 GB of float32 weights per network
+
+
+def _whole(what: str, value: Any, limit: str) -> None:
+    """InputError unless `value` is a whole number (not a bool, not a float) within LIMITS[limit]."""
+    low, high = LIMITS[limit]
+    if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+        raise InputError(f"{what} {value!r}: must be a whole number from {low} to {high}.")
+
+
 @dataclass
 class GeneratorConfig:
     """The U-Net generator: `depth` down-blocks (widths doubling from `base_width`, capped at
@@ -132,6 +148,13 @@ class GeneratorConfig:
         return [min(self.base_width * 2**i, self.max_width) for i in range(self.depth)]
 
     def validate(self) -> None:
+        for name in ("depth", "base_width", "max_width", "dropout_blocks", "dropout_down_blocks",
+                     "extra_input_channels", "voxel_path_width"):
+            _whole(f"generator {name}", getattr(self, name), name)
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+            raise InputError(f"generator dropout {self.dropout!r}: must be a number in [0, 1).")
+        if not isinstance(self.linear_path, bool):
+            raise InputError(f"generator linear_path {self.linear_path!r}: must be true or false.")
         if self.depth < 2:
             raise InputError(f"generator depth {self.depth}: needs at least 2 down-blocks.")
         if self.base_width < 1 or self.max_width < self.base_width:
@@ -169,7 +192,9 @@ class DiscriminatorConfig:
     condition: DiscriminatorCondition = DiscriminatorCondition.FULL
 
     def __post_init__(self) -> None:
-        self.widths = tuple(int(w) for w in self.widths)
+        if not isinstance(self.widths, (list, tuple)):
+            raise InputError(f"discriminator widths {self.widths!r}: must be a list of whole numbers, e.g. [64, 128].")
+        self.widths = tuple(self.widths)
         self.condition = _choice(DiscriminatorCondition, self.condition, "discriminator condition")
 
     @property
@@ -181,8 +206,10 @@ class DiscriminatorConfig:
         return self.condition.channels_per_contrast * contrasts
 
     def validate(self) -> None:
-        if not self.widths or any(w < 1 for w in self.widths):
-            raise InputError(f"discriminator widths {self.widths}: need at least one positive width.")
+        if not self.widths or len(self.widths) > MAX_DISCRIMINATOR_BLOCKS:
+            raise InputError(f"discriminator widths {self.widths}: need 1 to {MAX_DISCRIMINATOR_BLOCKS} widths.")
+        for width in self.widths:
+            _whole("discriminator width", width, "discriminator width")
         self.condition = _choice(DiscriminatorCondition, self.condition, "discriminator condition")
 
 
@@ -220,10 +247,14 @@ class ModelConfig:
         return self.contrasts + self.generator.extra_input_channels
 
     def validate(self) -> None:
+        if not isinstance(self.name, str):
+            raise InputError(f"model configuration: name {self.name!r} must be a string.")
+        if not isinstance(self.generator, GeneratorConfig) or not isinstance(self.discriminator, DiscriminatorConfig):
+            raise InputError(f"model {self.name!r}: 'generator' and 'discriminator' must be JSON objects.")
         self.generator.validate()
         self.discriminator.validate()
-        if self.contrasts < 2:
-            raise InputError(f"model {self.name!r}: contrasts {self.contrasts}, needs at least 2.")
+        _whole(f"model {self.name!r}: contrasts", self.contrasts, "contrasts")
+        _whole(f"model {self.name!r}: image_size", self.image_size, "image_size")
         self.fake_target = _choice(FakeTarget, self.fake_target, f"model {self.name!r}: fake_target")
         smallest = max(2**self.generator.depth, 2 * self.discriminator.downsampling)
         if not _is_power_of_two(self.image_size) or self.image_size < smallest:
@@ -231,6 +262,23 @@ class ModelConfig:
                 f"model {self.name!r}: image_size {self.image_size} must be a power of two >= {smallest} "
                 f"(generator depth {self.generator.depth}, {len(self.discriminator.widths)} discriminator blocks)."
             )
+        if self.approximate_parameters() > MAX_PARAMETERS:
+            raise InputError(f"model {self.name!r}: its networks would have about {self.approximate_parameters():,} "
+                             f"weights, more than the {MAX_PARAMETERS:,} this version builds; check the widths and depth.")
+
+    def approximate_parameters(self) -> int:
+        """The convolution weights of the generator and discriminator (4x4 kernels), from the widths alone."""
+        widths, depth = self.generator.widths(), self.generator.depth
+        total, previous = 0, self.input_channels
+        for width in widths:
+            total, previous = total + previous * width * 16, width
+        for j in range(depth - 1):
+            total, previous = total + previous * widths[depth - 2 - j] * 16, 2 * widths[depth - 2 - j]
+        total += previous * (widths[0] + self.contrasts) * 16
+        previous = self.contrasts + self.discriminator.condition_channels(self.contrasts)
+        for width in self.discriminator.widths:
+            total, previous = total + previous * width * 16, width
+        return total
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self, dict_factory=_json_dict)
