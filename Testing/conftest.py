@@ -63,3 +63,13 @@ def signal_widgets(path: Path) -> list[str]:
                 and isinstance(node.value, ast.Dict)):
             names += [key.value.split(".")[0] for key in node.value.keys if isinstance(key, ast.Constant)]
     return names
+
+
+@pytest.fixture
+def scene():
+    """A bare MRML scene as slicer.mrmlScene (what slicer-core offers instead of the application)."""
+    slicer = pytest.importorskip("slicer")
+    previous = getattr(slicer, "mrmlScene", None)
+    slicer.mrmlScene = slicer.vtkMRMLScene()
+    yield slicer.mrmlScene
+    slicer.mrmlScene = previous

@@ -165,3 +165,24 @@ def test_the_demo_shows_a_builtin_model_on_a_phantom_with_its_contrasts(resource
     assert demo_builtin.builtin_demo(tmp_path / "real", subjects, False, progress, builtin=resources / "Models") == ([], [])
     assert any("skipped, no subject in the data has all of T1, T1c, FLAIR" in line for line in lines)
     assert demo_builtin.builtin_demo(tmp_path / "none", subjects, True, progress, builtin=tmp_path / "absent") == ([], [])
+
+
+def test_export_writes_the_model_card_and_refuses_an_unknown_field_or_broken_json(tiny_bundle, tmp_path):
+    from MRImputationLib.cli import main
+
+    run = tiny_bundle.parent / "run"
+    card = {"description": "what it is", "intended_use": "what for", "license": "terms",
+            "metrics": {"test_table": [{"psnr_mean": 20.0}]}, "training_data": "a public collection"}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    assert main(["export", str(run), str(tmp_path / "bundle"), "--card", str(tmp_path / "card.json"),
+                 "--no-baseline", "--progress", "none"]) == 0
+    info = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert (info["description"], info["intended_use"], info["license"]) == ("what it is", "what for", "terms")
+    assert info["metrics"]["test_table"] == card["metrics"]["test_table"]
+    assert info["training"]["data"] == "a public collection" and verify_bundle(tmp_path / "bundle")
+    (tmp_path / "unknown.json").write_text(json.dumps({"author": "x"}))
+    (tmp_path / "broken.json").write_text("{")
+    for bad in ("unknown.json", "broken.json"):
+        assert main(["export", str(run), str(tmp_path / bad.replace(".json", "")), "--card", str(tmp_path / bad),
+                     "--no-baseline", "--progress", "none"]) == 2
+        assert not (tmp_path / bad.replace(".json", "")).exists()

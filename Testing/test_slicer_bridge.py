@@ -17,15 +17,6 @@ from MRImputationLib.core.io import read_volume
 from MRImputationLib.core.volume import Volume
 
 
-@pytest.fixture
-def scene():
-    """A bare MRML scene as slicer.mrmlScene (what slicer-core offers instead of the application)."""
-    previous = getattr(slicer, "mrmlScene", None)
-    slicer.mrmlScene = slicer.vtkMRMLScene()
-    yield slicer.mrmlScene
-    slicer.mrmlScene = previous
-
-
 def _slicer_read(scene, path):
     """A node read by Slicer's own volume reader."""
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")

@@ -18,14 +18,6 @@ from MRImputationLib.core.volume import Volume
 from MRImputationLib.slicer import bridge
 
 
-@pytest.fixture
-def scene():
-    previous = getattr(slicer, "mrmlScene", None)
-    slicer.mrmlScene = slicer.vtkMRMLScene()
-    yield slicer.mrmlScene
-    slicer.mrmlScene = previous
-
-
 @pytest.fixture(scope="module")
 def untrained(tmp_path_factory):
     """An untrained tiny T1/T2/PD bundle (random weights: seconds, not a training) and a phantom subject."""

@@ -15,14 +15,6 @@ RECORDS = [{"epoch": 1, "loss_g": 0.9, "loss_d": 0.7, "loss_l1": 0.3, "loss_adv"
            {"epoch": 3, "loss_g": 0.6, "loss_d": 0.5, "loss_l1": 0.2, "loss_adv": 0.4}]
 
 
-@pytest.fixture
-def scene():
-    previous = getattr(slicer, "mrmlScene", None)
-    slicer.mrmlScene = slicer.vtkMRMLScene()
-    yield slicer.mrmlScene
-    slicer.mrmlScene = previous
-
-
 def _column(table_node, name: str) -> list[float]:
     return [float(v) for v in slicer.util.arrayFromTableColumn(table_node, name)]
 

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from ..core.atomic import write_text
 from ..core.errors import InputError
+from ..core.options import read_json_file
 
 SPLIT_FORMAT = "mrimputation-split/1"
 PARTS = ("train", "val", "test")
@@ -83,11 +84,7 @@ class Split:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: split file not found. Make one with the data command or give its path.")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise InputError(f"{path}: not a valid split file ({error}).") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_file(path, "split"))
 
 
 def _rank(seed: int, subject: str) -> str:

@@ -34,7 +34,8 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
                which: str = "best", as_zip: bool = False, half: bool = False, baseline: bool = True,
                progress: Progress | None = None, card: dict | None = None) -> Path:
     """A bundle of the run's best (or last) weights; `card` sets the model card's `description`,
-    `intended_use`, `license` and adds its `metrics` (e.g. the measured test table)."""
+    `intended_use`, `license`, adds its `metrics` (e.g. the measured test table) and with
+    `training_data` says where the data came from instead of the training machine's path."""
     from .. import __version__
     from ..models.bundle import BundleInfo
     from ..training.run_folder import RunFolder
@@ -163,7 +164,7 @@ def training_baseline(run, contrasts, progress: Progress):
     return fit_baseline(places[0], train, contrasts)
 
 
-CARD_FIELDS = ("description", "intended_use", "license", "metrics")
+CARD_FIELDS = ("description", "intended_use", "license", "metrics", "training_data")
 
 
 def _apply_card(info, card: dict) -> None:
@@ -175,3 +176,5 @@ def _apply_card(info, card: dict) -> None:
         if key in card:
             setattr(info, key, str(card[key]))
     info.metrics.update(card.get("metrics", {}))
+    if "training_data" in card:  # instead of the training machine's path, for a bundle that is shared
+        info.training["data"] = str(card["training_data"])

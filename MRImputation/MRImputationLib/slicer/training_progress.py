@@ -7,7 +7,6 @@ the plots (training_plots.py); `TrainingMonitor` follows the events into the sta
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -39,18 +38,7 @@ class TrainingCurves:
     @classmethod
     def from_history(cls, run: str | os.PathLike) -> "TrainingCurves":
         """The curves so far of a run folder (its history.jsonl), e.g. before resuming it."""
-        path = RunFolder(run).history
-        if not path.is_file():
-            return cls()
-        records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-            if isinstance(record, dict) and isinstance(record.get("epoch"), int):
-                records.append(record)
-        return cls(records)
+        return cls([r for r in RunFolder(run).read_history() if isinstance(r.get("epoch"), int)])
 
     def add(self, record: dict) -> None:
         """Add an epoch; an epoch seen before (a run resumed from an earlier checkpoint) replaces the later ones."""

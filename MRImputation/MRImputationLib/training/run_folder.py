@@ -95,10 +95,19 @@ class RunFolder:
         return TrainConfig.from_dict(self.read_json(self.config))
 
     def read_history(self) -> list[dict]:
-        """One record per epoch (and per stop), in order; [] before the first epoch."""
-        if not self.history.exists():
+        """One record per epoch (and per stop), in order; [] before the first epoch. A line cut short
+        by a crash (or still being written while a panel reads it) is left out."""
+        if not self.history.is_file():
             return []
-        return [json.loads(line) for line in self.history.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = []
+        for line in self.history.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
     def slicing(self) -> SlicingConfig:
         """How the run cut its slices."""
