@@ -44,7 +44,9 @@ class MRImputationTrainingParameterNode:
     dataFolder: str = ""
     outputFolder: str = ""
     contrasts: str = ""  # comma-separated; empty: those every subject has
-    preset: Annotated[str, Choice(["tiny", "seed-ixi", "mmgan-faithful"])] = "mmgan-faithful"
+    # The same list as MRImputationLib.slicer.training_decisions.PRESETS (a static test keeps them equal).
+    preset: Annotated[str, Choice(["tiny", "cyclegan-tiny", "vae-unet-tiny", "seed-ixi", "vae-unet", "mmgan-faithful",
+                                   "cyclegan-unet", "cyclegan-resnet"])] = "mmgan-faithful"
     epochs: Annotated[int, WithinRange(0, 1000)] = 0  # 0: the preset's
     batchSize: Annotated[int, WithinRange(0, 256)] = 0  # 0: the preset's
     device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"

@@ -73,3 +73,66 @@ def scene():
     slicer.mrmlScene = slicer.vtkMRMLScene()
     yield slicer.mrmlScene
     slicer.mrmlScene = previous
+
+
+def preprocessed_phantom(root: Path, subjects: int, shape: tuple[int, int, int], seed: int) -> Path:
+    """`subjects` aligned phantom subjects (T1, T2, PD) written to ROOT/raw and preprocessed without N4 and
+    registration (seconds) into ROOT/pre, which is returned."""
+    from MRImputationLib.data.phantom import PhantomConfig, write_phantom
+    from MRImputationLib.preprocessing.folder import preprocess_folder
+    from MRImputationLib.preprocessing.subject import PreprocessConfig
+
+    write_phantom(root / "raw", subjects, PhantomConfig(shape=shape, misalignment="none"), seed=seed)
+    preprocess_folder(root / "raw", root / "pre", PreprocessConfig(n4=False, register=False, qc=False))
+    return root / "pre"
+
+
+@pytest.fixture(scope="session")
+def phantom_preprocessed(tmp_path_factory) -> Path:
+    """Six aligned 48×48×24 phantom subjects, preprocessed (shared by the training tests; read only)."""
+    return preprocessed_phantom(tmp_path_factory.mktemp("phantom_preprocessed"), 6, (48, 48, 24), seed=3)
+
+
+def train_cli(data: Path, out: Path, *extra: str, config: str = "tiny") -> dict:
+    """`mrimpute train DATA --out OUT --config CONFIG ...` in this process; the run's summary."""
+    import json
+
+    from MRImputationLib.cli import main
+
+    assert main(["train", str(data), "--out", str(out), "--config", config, "--progress", "none", *extra]) == 0
+    return json.loads((out / "summary.json").read_text())
+
+
+def exported_and_loaded(run: Path, bundle: Path):
+    """`mrimpute export RUN BUNDLE --no-baseline`, then the bundle loaded back: (bundle.json, LoadedModel)."""
+    import json
+
+    from MRImputationLib.cli import main
+    from MRImputationLib.models.loading import load_model
+
+    assert main(["export", str(run), str(bundle), "--no-baseline"]) == 0
+    return json.loads((bundle / "bundle.json").read_text()), load_model(bundle)
+
+
+def trained_and_untrained_psnr(model, run: Path, preprocessed: Path) -> dict:
+    """Overall PSNR of a loaded model and of an untrained network of its architecture on the run's test
+    subjects, every scenario the model serves: {"trained": dB, "untrained": dB}."""
+    import json
+
+    import torch
+
+    from MRImputationLib.evaluation.harness import eval_subjects, evaluate
+    from MRImputationLib.imputation.slice_imputer import SliceImputer
+    from MRImputationLib.models.family import served_scenarios
+    from MRImputationLib.models.loading import build_generator_for
+    from MRImputationLib.preprocessing.preprocessed import load_subjects
+
+    torch.manual_seed(0)
+    untrained = build_generator_for(model.model_config)
+    names = json.loads((run / "split.json").read_text())["test"]
+    subjects = eval_subjects(load_subjects(preprocessed, names, model.contrasts))
+    imputers = [SliceImputer(model.generator, model.model_config, model.slicing, name="trained"),
+                SliceImputer(untrained, model.model_config, model.slicing, name="untrained")]
+    result = evaluate(imputers, subjects, model.contrasts, served_scenarios(model.model_config, model.contrasts),
+                      keep_examples=0)
+    return {r["method"]: r["psnr_mean"] for r in result.summary() if r["scenario"] == "overall"}

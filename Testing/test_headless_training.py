@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, preprocessed_phantom
 
 SCRIPT = REPO / "MRImputationTraining" / "train.py"
 FAST = ["--config", "tiny", "--epochs", "1", "--steps-per-epoch", "3"]
@@ -39,14 +39,7 @@ def _events(stdout: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def preprocessed(tmp_path_factory) -> Path:
     """Three aligned 48×48×32 phantom subjects, preprocessed without N4 and registration (seconds)."""
-    from MRImputationLib.preprocessing.folder import preprocess_folder
-    from MRImputationLib.data.phantom import PhantomConfig, write_phantom
-    from MRImputationLib.preprocessing.subject import PreprocessConfig
-
-    root = tmp_path_factory.mktemp("headless")
-    write_phantom(root / "raw", 3, PhantomConfig(shape=(48, 48, 32), misalignment="none"), seed=5)
-    preprocess_folder(root / "raw", root / "pre", PreprocessConfig(n4=False, register=False, qc=False))
-    return root / "pre"
+    return preprocessed_phantom(tmp_path_factory.mktemp("headless"), 3, (48, 48, 32), seed=5)
 
 
 @pytest.fixture(scope="module")

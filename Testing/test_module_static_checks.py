@@ -168,3 +168,16 @@ def test_the_ui_file_declares_its_custom_widgets_and_names_each_widget_once():
     custom = {c for c in used if c.startswith(("qMRML", "ctk", "qSlicer"))}
     assert custom <= declared, f"declare in <customwidgets>: {custom - declared}"
     assert root.find("widget").get("class") == "qMRMLWidget" and root.findtext("class") == "MRImputation"
+
+
+def test_the_training_modules_preset_choices_are_the_presets_the_lib_offers():
+    """The Slicer parameter node's preset choices (a literal list: the module does not import the Lib at load)
+    are the training panel's presets, and each is a training preset of the Lib."""
+    from MRImputationLib.slicer.training_decisions import PRESETS
+    from MRImputationLib.training.config import TRAIN_PRESETS
+
+    tree = ast.parse((REPO / "MRImputationTraining" / "MRImputationTraining.py").read_text(encoding="utf-8"))
+    choices = [ast.literal_eval(call.args[0]) for call in ast.walk(tree)
+               if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Choice"]
+    assert list(PRESETS) in choices
+    assert set(PRESETS) <= set(TRAIN_PRESETS)

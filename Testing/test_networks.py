@@ -20,9 +20,9 @@ from MRImputationLib.models.mmgan.networks import (  # noqa: E402
     UNetGenerator,
     build_discriminator,
     build_generator,
-    count_parameters,
     generator_flops,
 )
+from MRImputationLib.models.layers import count_parameters  # noqa: E402
 from MRImputationLib.models.mmgan.paths import AvailabilityLinearPath  # noqa: E402
 
 
@@ -322,5 +322,7 @@ def test_a_model_configuration_is_read_by_its_family_which_defaults_to_mmgan():
     assert "family" not in data  # model.json and bundle.json as they were before families
     assert model_config_from_dict(data) == model_config_from_dict({**data, "family": "mmgan"}) == preset("tiny", 3)
     assert family_of(preset("tiny", 3)).build_inference_network(preset("tiny", 3)).__class__ is UNetGenerator
-    with pytest.raises(InputError, match="mmgan"):
+    with pytest.raises(InputError, match="choose one of cyclegan, mmgan, vaeunet"):
+        model_config_from_dict({**data, "family": "diffusion"})
+    with pytest.raises(InputError, match="unknown field"):  # an MM-GAN configuration is not a CycleGAN's
         model_config_from_dict({**data, "family": "cyclegan"})

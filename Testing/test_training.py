@@ -20,17 +20,10 @@ from MRImputationLib.models.mmgan.conditioning import generator_input
 from MRImputationLib.models.mmgan.training_step import fake_targets, l1_on_missing
 
 
-@pytest.fixture(scope="module")
-def preprocessed(tmp_path_factory) -> Path:
-    """Six aligned phantom subjects, preprocessed without N4/registration (fast)."""
-    from MRImputationLib.preprocessing.folder import preprocess_folder
-    from MRImputationLib.data.phantom import PhantomConfig, write_phantom
-    from MRImputationLib.preprocessing.subject import PreprocessConfig
-
-    root = tmp_path_factory.mktemp("training")
-    write_phantom(root / "raw", 6, PhantomConfig(shape=(48, 48, 24), misalignment="none"), seed=3)
-    preprocess_folder(root / "raw", root / "pre", PreprocessConfig(n4=False, register=False, qc=False))
-    return root / "pre"
+@pytest.fixture
+def preprocessed(phantom_preprocessed) -> Path:
+    """Six aligned phantom subjects, preprocessed without N4/registration (conftest; shared, read only)."""
+    return phantom_preprocessed
 
 
 def _train(data: Path, out: Path, *extra: str, config: str = "tiny") -> dict:
@@ -114,6 +107,12 @@ class _VoxelStep:
     def begin_run(self, dataset, contrasts) -> None:
         self.began_with = len(dataset)
 
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state) -> None:
+        pass
+
     def __call__(self, real, available) -> dict:
         fake = self.mapper(self.family.generator_input(self.config, real, available))
         loss = ((fake - real).abs() * (1 - available)[:, :, None, None]).mean()
@@ -126,7 +125,10 @@ class _VoxelStep:
 class _VoxelFamily:
     """A voxel-wise 1x1 conv from the zero-imputed contrasts and their mask, trained with L1 on the missing ones."""
 
-    name, inference_network, preset_names = "voxel-test", "mapper", ()
+    name, inference_network, preset_names, pairing = "voxel-test", "mapper", (), "paired"
+
+    def scenarios(self, config, contrasts):
+        return contrasts.scenarios()
 
     def config_from_dict(self, data):
         return _VoxelConfig(**{k: v for k, v in data.items() if k != "family"})

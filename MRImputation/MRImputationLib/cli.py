@@ -75,7 +75,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="a preprocessed folder (with manifest.json) or a raw folder of subjects")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, cache)")
     parser.add_argument("--config", default="mmgan-faithful",
-                        help="preset (mmgan-faithful, seed-ixi, tiny) or a .json file of TrainConfig settings; "
+                        help="preset (mmgan-faithful, seed-ixi, tiny, cyclegan-unet/-resnet/-tiny, vae-unet, "
+                             "vae-unet-tiny) or a .json file of TrainConfig settings; "
                              "ignored with --resume, which continues with the run's own config.json")
     parser.add_argument("--epochs", type=positive_int, help="override the preset's epochs")
     parser.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")

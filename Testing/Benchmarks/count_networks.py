@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "MRImputation"))
 import torch  # noqa: E402
 
 from MRImputationLib.models.mmgan.config import PRESETS, preset  # noqa: E402
-from MRImputationLib.models.mmgan.networks import PatchDiscriminator, UNetGenerator, count_parameters, generator_flops  # noqa: E402
+from MRImputationLib.models.layers import count_parameters  # noqa: E402
+from MRImputationLib.models.mmgan.networks import PatchDiscriminator, UNetGenerator, generator_flops  # noqa: E402
 
 
 def rows(contrasts: list[int]) -> list[tuple]:

@@ -40,11 +40,23 @@ OVERALL = "overall"
 
 
 class Imputer(Protocol):
-    """Anything that fills missing contrasts: (C, z, y, x) normalized in, (C, z, y, x) normalized out."""
+    """Anything that fills missing contrasts: (C, z, y, x) normalized in, (C, z, y, x) normalized out.
+
+    An imputer that serves only some scenarios or contrasts (a VAE-UNet's one target, a CycleGAN's
+    two contrasts) also has `synthesizes(scenario) -> channels`: the missing channels it fills in
+    that scenario (none: it is not run there). Cells it leaves out have no rows, so their n says so.
+    """
 
     name: str
 
     def predict(self, stack: np.ndarray, scenario: Scenario) -> np.ndarray: ...
+
+
+def synthesized_channels(imputer: Imputer, scenario: Scenario) -> list[int]:
+    """The missing channels of `scenario` that `imputer` fills (all of them, unless it says otherwise)."""
+    missing = [i for i, available in enumerate(scenario.mask) if not available]
+    ask = getattr(imputer, "synthesizes", None)
+    return missing if ask is None else [m for m in ask(scenario) if m in missing]
 
 
 @dataclass
@@ -280,8 +292,11 @@ def evaluate(
                 scenario_examples = _example_slices(subject.name, scenario, info, contrasts, truths, units, mask, z)
                 examples.extend(scenario_examples.values())
             for imputer in imputers:
+                channels = synthesized_channels(imputer, scenario)
+                if not channels:
+                    continue
                 output = _predict(imputer, given, scenario, subject, mask, stack.shape)
-                for m in missing:
+                for m in channels:
                     prediction = subject.original(m, output[m])
                     rows.append(_score_row(imputer.name, info, contrasts.names[m], subject.name, prediction, truths[m],
                                            mask, tumour))

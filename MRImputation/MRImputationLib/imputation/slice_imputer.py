@@ -9,6 +9,7 @@ conditioning), and the slices are put back on the reference grid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -40,10 +41,12 @@ class SliceImputer:
     wants_frame = True
 
     def __init__(self, generator, model_config: FamilyConfig, slicing: SlicingConfig,
-                 options: InferenceOptions | None = None, name: str | None = None) -> None:
+                 options: InferenceOptions | None = None, name: str | None = None,
+                 served: Sequence[str] | None = None) -> None:
         import torch
 
         self.model_config, self.slicing = model_config, slicing
+        self.served = None if served is None else set(served)  # scenario bit strings; None: every one
         self.options = options or InferenceOptions()
         self.device = torch.device(self.options.device)
         self.generator = generator.to(self.device)
@@ -55,6 +58,12 @@ class SliceImputer:
         if name:
             self.name = name
         self.oom_retries = 0
+
+    def synthesizes(self, scenario: Scenario) -> list[int]:
+        """Every missing channel of a scenario the model serves; none of any other (evaluation/harness.py)."""
+        if self.served is not None and scenario.bits not in self.served:
+            return []
+        return [i for i, available in enumerate(scenario.mask) if not available]
 
     def _dtype(self):
         import torch

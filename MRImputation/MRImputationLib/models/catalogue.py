@@ -146,6 +146,24 @@ class ModelCard:
     def scenarios(self) -> list[str]:
         return list(self.info.scenarios) if self.info else []
 
+    @property
+    def family(self) -> str:
+        """The model family ("mmgan", "cyclegan", "vaeunet"), as its configuration declares it."""
+        model = self.info.model if self.info else {}
+        return model.get("family", "mmgan") if isinstance(model, dict) else "mmgan"
+
+    def serves(self) -> str:
+        """The scenarios the model serves, in words ("T1 → FLAIR; FLAIR → T1"); every one when it says none."""
+        from ..core.contrasts import Scenario
+
+        names = tuple(self.contrasts)
+        every = 2 ** len(names) - 2
+        if not self.scenarios or (len(names) > 2 and len(set(self.scenarios)) == every):
+            return f"every combination of its contrasts ({every})"
+        return "; ".join(f"{', '.join(n for n, b in zip(names, bits) if b == '1')} → "
+                         f"{', '.join(n for n, b in zip(names, bits) if b == '0')}"
+                         for bits in (Scenario(b).bits for b in self.scenarios))
+
     def label(self) -> str:
         """The model selector's text."""
         where = (" — built-in" if self.builtin else "" if self.installed
@@ -159,7 +177,7 @@ class ModelCard:
                  else ", ".join(self.contrasts))]
         if self.info is not None:
             info = self.info
-            rows += [("Description", info.description), ("Training data", _training_summary(info.training)),
+            rows += [("Family", self.family), ("Serves", self.serves()), ("Description", info.description), ("Training data", _training_summary(info.training)),
                      ("Intended use", info.intended_use), ("Measured metrics", _metrics_summary(info.metrics)),
                      ("License", info.license), ("Baseline", _baseline_summary(info.baseline)),
                      ("Built into the extension" if self.builtin else "Installed in", str(self.path))]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
-    from ..core.contrasts import Scenario
+    from ..core.contrasts import ContrastSet, Scenario
 
 DEFAULT_FAMILY = "mmgan"
 
@@ -91,7 +91,15 @@ class TrainingStep(Protocol):
 
     def __call__(self, real: "Tensor", available: "Tensor") -> dict[str, float]:
         """One step on a batch of (B, N, S, S) real slices whose (B, N) `available` mask marks the given
-        contrasts; returns the losses by name (the history's and the curves' columns)."""
+        contrasts; returns the losses by name (the history's and the curves' columns). Under unpaired
+        sampling (`ModelFamily.pairing`), `available` marks the one contrast each row may be seen in:
+        the others are zeros and are not there to learn from."""
+
+    def state_dict(self) -> dict:
+        """What the step keeps besides networks and optimizers (e.g. an image pool), for exact resume."""
+
+    def load_state_dict(self, state: dict) -> None:
+        """Back from `state_dict()` on --resume."""
 
 
 class ModelFamily(Protocol):
@@ -100,6 +108,13 @@ class ModelFamily(Protocol):
     name: str  # the registry's key, and models/<name>/
     inference_network: str  # the network imputation runs; its weights are what best.pt and bundles keep
     preset_names: tuple[str, ...]
+    # How training draws slices (training/sampling.py): "paired", every contrast of a slice from the same
+    # patient; "unpaired", each patient of the training split seen in one contrast only (CycleGAN).
+    pairing: str
+
+    def scenarios(self, config: FamilyConfig, contrasts: "ContrastSet") -> list["Scenario"]:
+        """The scenarios the model serves (trained for, imputed, scored), easy to hard; InputError when
+        the configuration does not fit `contrasts` (e.g. a target contrast the set lacks)."""
 
     def config_from_dict(self, data: dict[str, Any]) -> FamilyConfig:
         """The typed configuration from its JSON (InputError naming a bad field)."""
@@ -123,6 +138,37 @@ class ModelFamily(Protocol):
 
     def training_step(self, config: FamilyConfig, settings, networks: Networks, execution: Execution) -> TrainingStep:
         """The step for one run; `settings` is the training configuration (learning rate, loss weights, ...)."""
+
+
+class PresetFamily:
+    """What every family built on a typed configuration class and a table of presets shares: reading the
+    configuration and making a preset (a family sets `config_class` and `presets`)."""
+
+    config_class: type
+    presets: dict
+
+    @property
+    def preset_names(self) -> tuple[str, ...]:
+        return tuple(self.presets)
+
+    def config_from_dict(self, data: dict[str, Any]) -> FamilyConfig:
+        return self.config_class.from_dict(data)
+
+    def preset(self, name: str, contrasts: int) -> FamilyConfig:
+        if name not in self.presets:
+            raise InputError(f"model configuration {name!r} is not known; choose one of {', '.join(self.presets)}.")
+        return self.presets[name](contrasts)
+
+
+def served_scenarios(config: FamilyConfig, contrasts: "ContrastSet") -> list["Scenario"]:
+    """The scenarios a model of `config` serves on `contrasts` (its family decides)."""
+    return family_of(config).scenarios(config, contrasts)
+
+
+def describe_served(config: FamilyConfig, contrasts: "ContrastSet") -> str:
+    """The served scenarios in words, e.g. "T1 -> FLAIR; FLAIR -> T1"."""
+    return "; ".join(f"{','.join(s.available(contrasts))} -> {','.join(s.missing(contrasts))}"
+                     for s in served_scenarios(config, contrasts))
 
 
 def availability(scenario: "Scenario", batch: int, device) -> "Tensor":

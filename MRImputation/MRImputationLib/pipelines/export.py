@@ -38,6 +38,7 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
     `training_data` says where the data came from instead of the training machine's path."""
     from .. import __version__
     from ..models.bundle import BundleInfo
+    from ..models.family import served_scenarios
     from ..training.run_folder import RunFolder
 
     folder_of_run, bundle = RunFolder(run), Path(bundle)
@@ -70,7 +71,7 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
                   "epochs_done": summary.get("epochs_done"), "train_subjects": summary.get("train_subjects"),
                   "train_slices": summary.get("train_slices"), "data": summary.get("preprocessed"), "split": split},
         metrics=metrics,
-        scenarios=[s.bits for s in contrasts.scenarios()],
+        scenarios=[s.bits for s in served_scenarios(folder_of_run.read_model_config(), contrasts)],
         intended_use=INTENDED_USE,
         license="Apache-2.0 (weights); check the training data's own terms",
     )

@@ -63,10 +63,12 @@ def _check_inputs(model, inputs: dict) -> Scenario:
     if set(given) == set(names):
         raise InputError(f"every contrast of the model ({', '.join(names)}) is given: nothing is missing to synthesize.")
     scenario = model.contrasts.scenario_for(given)
-    trained = model.info.get("scenarios") or [s.bits for s in model.contrasts.scenarios()]
+    trained = _served(model)
     if scenario.bits not in trained:
+        served = "; ".join(Scenario(bits).describe(model.contrasts) for bits in trained)
         raise InputError(f"this model was not trained for {scenario.describe(model.contrasts)} (scenario {scenario.bits}); "
-                         f"its scenarios are {', '.join(trained)}.")
+                         f"it serves: {served}. Give the inputs of one of those, or choose a model that serves this "
+                         "combination (`mrimpute models`).")
     return scenario
 
 
@@ -160,7 +162,7 @@ def _impute(model_path: str | Path, inputs: dict, out: Path, options: ImputeOpti
         if options.self_check:
             with _timed(timings, "self_check_s"):
                 report["self_check"] = self_check(imputer, stack, scenario, contrasts, frame, mask, params,
-                                                  pre.volumes, progress)
+                                                  pre.volumes, progress, _served(model))
         if real:
             report["comparison"] = _compare_with_references(real, written, staging, frame, pre.mask, n4, progress)
         timings["total_s"] = round(time.monotonic() - start, 2)
@@ -325,16 +327,27 @@ def uncertainty(model, stack, scenario, frame, mask, slicing, inference, options
     return np.std(np.stack(passes), axis=0)
 
 
-def self_check(imputer, stack, scenario, contrasts, frame, mask, params, volumes, progress) -> list[dict]:
-    """Hide each given contrast in turn, synthesize it from the others, score it against the real one."""
+def _served(model) -> list[str]:
+    """The scenarios (bit strings) the model serves, as its bundle declares them (all, if it does not)."""
+    return model.info.get("scenarios") or [s.bits for s in model.contrasts.scenarios()]
+
+
+def _hidden(scenario: Scenario, i: int) -> Scenario:
+    return Scenario("".join("0" if j == i else b for j, b in enumerate(scenario.bits)))
+
+
+def self_check(imputer, stack, scenario, contrasts, frame, mask, params, volumes, progress,
+               served: list[str] | None = None) -> list[dict]:
+    """Hide each given contrast in turn, synthesize it from the others, score it against the real one
+    (only where the model serves the scenario that leaves; `served` None: every scenario)."""
     from ..evaluation.metrics import project_metrics
 
     rows = []
     given = [i for i, a in enumerate(scenario.mask) if a]
-    checks = [i for i in given if len(given) > 1]
+    checks = [i for i in given if len(given) > 1 and (served is None or _hidden(scenario, i).bits in served)]
     for n, i in enumerate(checks):
         name = contrasts.names[i]
-        hidden = Scenario("".join("0" if j == i else b for j, b in enumerate(scenario.bits)))
+        hidden = _hidden(scenario, i)
         progress.update("self-check", n / len(checks), f"hiding {name}")
         predicted = imputer.predict(stack, hidden, frame=frame, mask=mask)[i]
         in_units = predicted.astype(np.float64) * params[name].scale + params[name].offset
@@ -342,7 +355,8 @@ def self_check(imputer, stack, scenario, contrasts, frame, mask, params, volumes
         rows.append({"hidden": name, "from": list(hidden.available(contrasts)), "scenario": hidden.bits,
                      **{k: metrics[k] for k in ("psnr", "ssim", "mae")}})
     if not checks:
-        progress.log("self-check: only one contrast was given, so none can be hidden")
+        progress.log("self-check: no given contrast can be hidden (one given, or the model serves no scenario "
+                     "with one fewer)")
     return rows
 
 

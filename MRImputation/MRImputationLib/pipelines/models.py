@@ -24,21 +24,23 @@ def model_row(card: ModelCard) -> dict:
     info = card.info
     return {"name": card.name, "version": card.version, "contrasts": list(card.contrasts), "reference": card.reference,
             "kind": card.kind, "builtin": card.builtin, "path": str(card.path), "id": card.id,
-            "baseline": bool(info and info.baseline), "scenarios": card.scenarios}
+            "baseline": bool(info and info.baseline), "scenarios": card.scenarios, "family": card.family,
+            "serves": card.serves()}
 
 
 def models_table(rows: list[dict]) -> str:
     """The rows as a plain-text table for people.
 
     >>> print(models_table([{"name": "m", "version": "1.0", "contrasts": ["T1", "T2"], "kind": "built-in",
-    ...                      "path": "/x/m"}]))
-    name  version  contrasts  kind      path
-    m     1.0      T1, T2     built-in  /x/m
+    ...                      "path": "/x/m", "family": "cyclegan", "serves": "T1 → T2; T2 → T1"}]))
+    name  version  family    contrasts  serves            kind      path
+    m     1.0      cyclegan  T1, T2     T1 → T2; T2 → T1  built-in  /x/m
     """
     if not rows:
         return "No model is built in or installed."
-    header = ["name", "version", "contrasts", "kind", "path"]
-    table = [header] + [[r["name"], r["version"], ", ".join(r["contrasts"]), r["kind"], r["path"]] for r in rows]
+    header = ["name", "version", "family", "contrasts", "serves", "kind", "path"]
+    table = [header] + [[r["name"], r["version"], r.get("family", "mmgan"), ", ".join(r["contrasts"]),
+                         r.get("serves", ""), r["kind"], r["path"]] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table)
 

@@ -54,8 +54,9 @@ def resolve_preprocessed(data: Path, run: Path, progress: Progress, jobs: int = 
 
 
 def model_config_for(config: TrainConfig, contrasts: ContrastSet):
-    """The run's model configuration: its family's preset `config.model`, with `model_overrides` applied."""
-    from ..models.family import model_config_from_dict, model_preset
+    """The run's model configuration: its family's preset `config.model`, with `model_overrides` applied;
+    InputError when it cannot serve any scenario of `contrasts` (e.g. a VAE-UNet target the set lacks)."""
+    from ..models.family import model_config_from_dict, model_preset, served_scenarios
 
     model = model_preset(config.model, len(contrasts))
     if config.model_overrides:
@@ -66,6 +67,7 @@ def model_config_for(config: TrainConfig, contrasts: ContrastSet):
             else:
                 data[key] = value
         model = model_config_from_dict(data)
+    served_scenarios(model, contrasts)
     return model
 
 
@@ -91,17 +93,19 @@ def _split_for(run: Path, subjects: list[str], config: TrainConfig, split_file: 
 
 def make_validator(preprocessed: Path, names: Sequence[str], contrasts: ContrastSet, model_config, slicing,
                    device: str):
-    """Project metrics (EVALUATION.md) of the generator on the validation subjects, all scenarios."""
+    """Project metrics (EVALUATION.md) of the generator on the validation subjects, every scenario it serves."""
     from ..evaluation.harness import eval_subjects, evaluate
     from ..imputation.slice_imputer import InferenceOptions, SliceImputer
+    from ..models.family import served_scenarios
     from ..preprocessing.preprocessed import load_subjects
 
     subjects = eval_subjects(load_subjects(preprocessed, names, contrasts))
+    scenarios = served_scenarios(model_config, contrasts)
 
     def validate(generator) -> dict:
         was_training = generator.training
         imputer = SliceImputer(generator, model_config, slicing, InferenceOptions(device=device))
-        result = evaluate([imputer], subjects, contrasts, keep_examples=0)
+        result = evaluate([imputer], subjects, contrasts, scenarios, keep_examples=0)
         generator.train(was_training)
         overall = [r for r in result.summary() if r.get("scenario") == "overall"]
         row = overall[0] if overall else {}
@@ -149,7 +153,8 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
                                                  context, quiet, resume)
         summary = trainer.fit()
         summary.update({"preprocessed": str(preprocessed), "contrasts": contrasts.to_dict(),
-                        "train_subjects": len(split.train), "train_slices": len(dataset)})
+                        "train_subjects": len(split.train), "train_slices": len(dataset),
+                        "scenarios": sorted(trainer.served, reverse=True), **trainer.sampler.describe()})
         if context.is_main:
             write_text(folder.summary, json.dumps(summary, indent=2))
         _barrier(context)  # no rank tears the group down while another still writes or talks
@@ -221,6 +226,11 @@ def _start_trainer(folder: RunFolder, preprocessed: Path, config: TrainConfig, m
     progress.log(f"training {model_config.name} on {len(split.train)} subject(s), {len(dataset)} slices, "
                  f"{contrasts.names}, {config.epochs} epoch(s), device {context.device}, {context.world_size} "
                  "process(es)")
+    drawn = trainer.sampler.describe()
+    if drawn.get("domains"):
+        progress.log("unpaired: " + "; ".join(f"{name} from {len(subjects)} subject(s) ({drawn['slices'][name]} slices)"
+                                              for name, subjects in drawn["domains"].items())
+                     + ", no subject in both")
     return trainer, split, dataset
 
 

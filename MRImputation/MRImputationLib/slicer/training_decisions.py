@@ -22,7 +22,10 @@ from ..training.run_folder import RunFolder
 from .job import library_command
 
 DEVICES = ("auto", "cuda", "cpu")
-PRESETS = ("tiny", "seed-ixi", "mmgan-faithful")  # fastest first; see training_config.TRAIN_PRESETS
+# Fastest first; see training/config.py TRAIN_PRESETS. The CycleGAN ones need two contrasts (unpaired T1 <-> FLAIR,
+# say); the VAE-UNet ones synthesize FLAIR from the others unless a .json configuration names another target.
+PRESETS = ("tiny", "cyclegan-tiny", "vae-unet-tiny", "seed-ixi", "vae-unet", "mmgan-faithful", "cyclegan-unet",
+           "cyclegan-resnet")
 MAX_LISTED_SUBJECTS = 40
 DEBOUNCE_MS = 700  # the data-folder field is read once typing pauses this long (at once on Enter or focus out)
 # A data folder is read this far at most (IXI: ~1,800 files; BraTS 2023 training data: ~8,000 entries).

@@ -22,6 +22,7 @@ class TrainConfig:
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     lr_halve_every: int | None = None  # epochs; None = constant LR as in MM-GAN
+    lr_linear_decay_after: int | None = None  # epochs at full LR, then linear decay to 0 (CycleGAN); None = off
     lambda_adversarial: float = 0.1
     lambda_l1: float = 0.9
     curriculum: str = "mmgan"
@@ -65,9 +66,9 @@ class TrainConfig:
 
 
 # Whole-number settings and their least value; None is allowed where the default is None.
-_WHOLE = {"epochs": 1, "batch_size": 1, "lr_halve_every": 1, "seed": 0, "threads": 1, "steps_per_epoch": 1,
+_WHOLE = {"epochs": 1, "batch_size": 1, "lr_halve_every": 1, "lr_linear_decay_after": 0, "seed": 0, "threads": 1, "steps_per_epoch": 1,
           "checkpoint_every": 0, "validate_every": 1, "num_workers": 0, "stop_after_steps": 1}
-_OPTIONAL = {"lr_halve_every", "threads", "steps_per_epoch", "stop_after_steps"}
+_OPTIONAL = {"lr_halve_every", "lr_linear_decay_after", "threads", "steps_per_epoch", "stop_after_steps"}
 _TEXT = {"model": str, "curriculum": str, "crop": str, "mixed_precision": str, "model_overrides": dict,
          "skip_empty": bool, "augment_flip": bool, "channels_last": bool}
 
@@ -107,6 +108,18 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Seconds on a CPU: for tests and the demo. fp32 everywhere, so results do not depend on the CPU's bf16.
     "tiny": TrainConfig(model="tiny", epochs=6, batch_size=8, lr=1e-3, curriculum="none", crop="brain",
                         skip_empty=True, mixed_precision="off"),
+    # The CycleGAN paper: batch 1, Adam 2e-4 (0.5, 0.999), 100 epochs constant then 100 decaying linearly.
+    # Unpaired: each training patient is seen in one of the two contrasts (training/sampling.py).
+    "cyclegan-unet": TrainConfig(model="cyclegan-unet", epochs=200, batch_size=1, lr_linear_decay_after=100,
+                                 curriculum="none"),
+    "cyclegan-resnet": TrainConfig(model="cyclegan-resnet", epochs=200, batch_size=1, lr_linear_decay_after=100,
+                                   curriculum="none"),
+    "cyclegan-tiny": TrainConfig(model="cyclegan-tiny", epochs=6, batch_size=4, lr=1e-3, lr_linear_decay_after=3,
+                                 curriculum="none", crop="brain", skip_empty=True, mixed_precision="off"),
+    # The VAE-UNet: Adam 1e-4, batch 8; its target and KL weight are in its model configuration.
+    "vae-unet": TrainConfig(model="vae-unet", epochs=60, batch_size=8, lr=1e-4, betas=(0.9, 0.999), curriculum="none"),
+    "vae-unet-tiny": TrainConfig(model="vae-unet-tiny", epochs=6, batch_size=8, lr=1e-3, betas=(0.9, 0.999),
+                                 curriculum="none", crop="brain", skip_empty=True, mixed_precision="off"),
 }
 
 

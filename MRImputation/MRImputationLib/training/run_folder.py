@@ -155,6 +155,7 @@ class RunFolder:
 
     def load_model(self, device: str = "cpu"):
         """The run's generator (best, else last checkpoint) as a LoadedModel, without exporting a bundle."""
+        from ..models.family import served_scenarios
         from ..models.loading import LoadedModel, build_generator_for
 
         model_config = self.read_model_config()
@@ -163,7 +164,8 @@ class RunFolder:
         generator = build_generator_for(model_config)
         generator.load_state_dict(weights)
         info = {"name": model_config.name, "version": f"run:{self.path.name}:{name}", "contrasts": list(contrasts.names),
-                "reference": contrasts.reference}
+                "reference": contrasts.reference,
+                "scenarios": [s.bits for s in served_scenarios(model_config, contrasts)]}
         return LoadedModel(generator.eval(), model_config, contrasts, self.as_trained(), info, self.path)
 
 

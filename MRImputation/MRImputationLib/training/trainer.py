@@ -28,6 +28,7 @@ from ..core.disk import explain_disk_full
 from ..core.errors import Cancelled
 from ..core.progress import Progress
 from ..models.family import Execution, FamilyConfig, Networks, availability, family_of
+from .sampling import make_sampler
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainConfig
 from .curriculum import Curriculum
@@ -65,6 +66,9 @@ class Trainer:
         self.device = torch.device(context.device)
         self.curriculum = Curriculum.load(config.curriculum, contrasts)
         self.family = family_of(model_config)
+        self.served = {s.bits for s in self.family.scenarios(model_config, contrasts)}
+        self.sampler = make_sampler(self.family.pairing, dataset, config.batch_size, config.seed, contrasts,
+                                    context.world_size, context.rank)
         self.cuda = self.device.type == "cuda"
         torch.manual_seed(config.seed)
         self.networks = self._networks(self.family.build_networks(model_config))
@@ -75,8 +79,7 @@ class Trainer:
         # The loop lays batches out channels_last itself (below), so the step only needs autocast.
         self.training_step = self.family.training_step(model_config, config, self.networks,
                                                        Execution(self.device.type, self.amp_dtype))
-        halve_every = config.lr_halve_every or 10**9
-        self.schedulers = {name: torch.optim.lr_scheduler.StepLR(optimizer, step_size=halve_every, gamma=0.5)
+        self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: self.lr_factor(epoch))
                            for name, optimizer in self.training_step.optimizers.items()}
         self.state = TrainState()
         self.last_record: dict | None = None  # the last finished epoch's history record, kept in checkpoints too
@@ -94,22 +97,30 @@ class Trainer:
                        for name, network in built.items()}
         return Networks(built, trained)
 
+    def lr_factor(self, epoch: int) -> float:
+        """The learning rate's factor at `epoch`: halved every `lr_halve_every` epochs (MM-GAN's IXI
+        adaptation), and from `lr_linear_decay_after` on decayed linearly towards 0 at the last epoch
+        (the CycleGAN paper: 100 epochs constant, 100 decaying)."""
+        cfg = self.config
+        factor = 0.5 ** (epoch // cfg.lr_halve_every) if cfg.lr_halve_every else 1.0
+        if cfg.lr_linear_decay_after is not None:
+            decay_epochs = max(cfg.epochs - cfg.lr_linear_decay_after, 0)
+            factor *= 1.0 - max(0, epoch + 1 - cfg.lr_linear_decay_after) / float(decay_epochs + 1)
+        return factor
+
     # -- data order: a pure function of (seed, epoch, step) ------------------------------------
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        from torch.utils.data.distributed import DistributedSampler
-
-        sampler = DistributedSampler(self.dataset, num_replicas=self.context.world_size, rank=self.context.rank,
-                                     shuffle=True, seed=self.config.seed, drop_last=True)
-        sampler.set_epoch(epoch)
-        indices = list(sampler)
-        size = self.config.batch_size
-        batches = [indices[i:i + size] for i in range(0, len(indices) - size + 1, size)]
+        """`epoch`'s batches of dataset indices on this rank, as the family's pairing draws them (sampling.py)."""
+        batches = self.sampler.batches(epoch)
         if self.config.steps_per_epoch:
             batches = batches[: self.config.steps_per_epoch]
         return batches
 
     def scenario_for(self, epoch: int, step: int) -> Scenario:
-        allowed = self.curriculum.scenarios_at(epoch, self.config.epochs, self.contrasts)
+        """The scenario of a batch: one the curriculum allows at `epoch` and the model serves."""
+        allowed = [s for s in self.curriculum.scenarios_at(epoch, self.config.epochs, self.contrasts)
+                   if s.bits in self.served]
+        allowed = allowed or [s for s in self.contrasts.scenarios() if s.bits in self.served]
         rng = torch.Generator().manual_seed(_seed_for(self.config.seed, epoch, step, 1))
         return allowed[int(torch.randint(len(allowed), (1,), generator=rng))]
 
@@ -123,9 +134,13 @@ class Trainer:
         return images
 
     # -- one step ----------------------------------------------------------------------------------
-    def train_step(self, real: torch.Tensor, scenario: Scenario) -> dict:
-        """The family's step on one batch, with `scenario`'s contrasts given; the losses by name."""
-        return self.training_step(real, availability(scenario, real.shape[0], self.device))
+    def train_step(self, real: torch.Tensor, scenario: Scenario, batch: list[int] | None = None) -> dict:
+        """The family's step on one batch (dataset indices `batch`), with `scenario`'s contrasts given (under
+        unpaired sampling, each row's one visible contrast instead); the losses by name."""
+        available = availability(scenario, real.shape[0], self.device)
+        if batch is not None:
+            real, available = self.sampler.prepare(real, batch, available)
+        return self.training_step(real, available)
 
     # -- checkpoints ---------------------------------------------------------------------------------
     @property
@@ -139,6 +154,7 @@ class Trainer:
             **{name: network.state_dict() for name, network in self.networks.built.items()},
             **{f"opt_{name}": optimizer.state_dict() for name, optimizer in self.training_step.optimizers.items()},
             **{f"sched_{name}": scheduler.state_dict() for name, scheduler in self.schedulers.items()},
+            "step_state": self.training_step.state_dict(),
             "state": {**self.state.__dict__}, "rng": capture_rng_state(),
             "model_config": json.dumps(self.model_config.to_dict()), "train_config": json.dumps(self.config.to_dict()),
             "history_record": json.dumps(self.last_record),
@@ -151,7 +167,9 @@ class Trainer:
         for name, optimizer in self.training_step.optimizers.items():
             optimizer.load_state_dict(data[f"opt_{name}"])
         for name, scheduler in self.schedulers.items():
-            scheduler.load_state_dict(data[f"sched_{name}"])
+            # Checkpoints written before the schedule became a LambdaLR hold a StepLR's state (same factors).
+            scheduler.load_state_dict({"lr_lambdas": [None], **data[f"sched_{name}"]})
+        self.training_step.load_state_dict(data.get("step_state") or {})
         self.state = TrainState(**data["state"])
         restore_rng_state(data["rng"])
         self.last_record = json.loads(data.get("history_record") or "null")
@@ -224,7 +242,7 @@ class Trainer:
             real = self.augment(images, epoch, step).to(self.device, non_blocking=True)
             if self.cuda and cfg.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
-            losses = self.train_step(real, self.scenario_for(epoch, step))
+            losses = self.train_step(real, self.scenario_for(epoch, step), batches[step])
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             n += 1

@@ -26,6 +26,7 @@ from enum import Enum, StrEnum
 from typing import Any, ClassVar
 
 from ...core.errors import InputError
+from ..config_fields import check_keys
 
 
 class Norm(StrEnum):
@@ -294,27 +295,17 @@ class ModelConfig:
         if family != cls.family:
             raise InputError(f"model configuration: family {family!r} is not {cls.family!r}; read it with "
                              "models.family.model_config_from_dict.")
-        _check_keys("model configuration", data, cls)
+        check_keys("model configuration", data, cls)
         parts = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig}
         for key, part in parts.items():
             if key in data:
                 if not isinstance(data[key], dict):
                     raise InputError(f"model configuration: {key!r} must be a JSON object.")
-                _check_keys(f"model configuration {key!r}", data[key], part)
+                check_keys(f"model configuration {key!r}", data[key], part)
                 data[key] = part(**data[key])
         if "name" not in data:
             raise InputError("model configuration: 'name' is missing.")
         return cls(**data)
-
-
-def _check_keys(what: str, data: dict, kind: type) -> None:
-    known = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(
-            f"{what}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))}). "
-            "It may come from a newer MRImputation; update it, or fix the spelling."
-        )
 
 
 def _faithful(contrasts: int) -> ModelConfig:

@@ -11,23 +11,20 @@ configuration needs none.
 
 from __future__ import annotations
 
-from typing import Any
+from ..family import PresetFamily
+from .config import PRESETS, ModelConfig
 
-from .config import PRESETS, ModelConfig, preset
 
-
-class MMGANFamily:
+class MMGANFamily(PresetFamily):
     """One generator for every scenario, trained adversarially with implicit conditioning (MMGAN.md)."""
 
     name = "mmgan"
     inference_network = "generator"
-    preset_names = tuple(PRESETS)
+    config_class, presets = ModelConfig, PRESETS
+    pairing = "paired"
 
-    def config_from_dict(self, data: dict[str, Any]) -> ModelConfig:
-        return ModelConfig.from_dict(data)
-
-    def preset(self, name: str, contrasts: int) -> ModelConfig:
-        return preset(name, contrasts)
+    def scenarios(self, config: ModelConfig, contrasts):
+        return contrasts.scenarios()  # one generator for every combination
 
     def build_networks(self, config: ModelConfig) -> dict:
         from .networks import build_discriminator, build_generator

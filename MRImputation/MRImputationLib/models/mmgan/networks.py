@@ -26,42 +26,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..layers import DownBlock, UpBlock, init_weights, patch_layers
 from .config import DiscriminatorConfig, GeneratorConfig, ModelConfig, Norm, OutputActivation
 from .heads import build_head
 from .paths import AvailabilityLinearPath, AvailabilityVoxelPath
 
 OUTPUT_ACTIVATIONS = {OutputActivation.RELU: nn.ReLU, OutputActivation.TANH: nn.Tanh,
                       OutputActivation.NONE: nn.Identity}
-
-
-class DownBlock(nn.Sequential):
-    """Conv 4x4 stride 2 (no bias) -> [instance norm] -> LeakyReLU 0.2 -> [dropout]."""
-
-    def __init__(self, in_channels: int, out_channels: int, normalize: bool, dropout: float) -> None:
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False)]
-        if normalize:
-            layers.append(nn.InstanceNorm2d(out_channels, affine=False))
-        layers.append(nn.LeakyReLU(0.2, inplace=True))
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        super().__init__(*layers)
-
-
-class UpBlock(nn.Module):
-    """Transposed conv 4x4 stride 2 (no bias) -> [instance norm] -> ReLU -> [dropout], then the skip is appended."""
-
-    def __init__(self, in_channels: int, out_channels: int, normalize: bool, dropout: float) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False)]
-        if normalize:
-            layers.append(nn.InstanceNorm2d(out_channels, affine=False))
-        layers.append(nn.ReLU(inplace=True))
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        self.block = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
-        return torch.cat((self.block(x), skip), dim=1)
 
 
 class UNetGenerator(nn.Module):
@@ -129,29 +100,10 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, candidate_channels: int, condition_channels: int, config: DiscriminatorConfig) -> None:
         super().__init__()
         config.validate()
-        layers: list[nn.Module] = []
-        previous = candidate_channels + condition_channels
-        for i, width in enumerate(config.widths):
-            layers.append(nn.Conv2d(previous, width, 4, stride=2, padding=1))
-            if i > 0:
-                layers.append(nn.InstanceNorm2d(width, affine=False))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
-            previous = width
-        layers += [nn.ZeroPad2d((1, 0, 1, 0)), nn.Conv2d(previous, candidate_channels, 4, padding=1, bias=False)]
-        self.model = nn.Sequential(*layers)
+        self.model = patch_layers(candidate_channels + condition_channels, tuple(config.widths), candidate_channels)
 
     def forward(self, candidate: Tensor, condition: Tensor) -> Tensor:
         return self.model(torch.cat((candidate, condition), dim=1))
-
-
-def init_weights(module: nn.Module) -> None:
-    """Conv weights ~ N(0, 0.02); affine norm weights ~ N(1, 0.02) with zero bias (none by default)."""
-    for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(layer.weight, 0.0, 0.02)
-        elif isinstance(layer, (nn.InstanceNorm2d, nn.BatchNorm2d)) and layer.affine:
-            nn.init.normal_(layer.weight, 1.0, 0.02)
-            nn.init.zeros_(layer.bias)
 
 
 def build_generator(config: ModelConfig) -> UNetGenerator:
@@ -175,11 +127,6 @@ def build_discriminator(config: ModelConfig) -> PatchDiscriminator:
     discriminator = PatchDiscriminator(config.contrasts, condition_channels, config.discriminator)
     init_weights(discriminator)
     return discriminator
-
-
-def count_parameters(module: nn.Module) -> int:
-    """The number of parameters (trainable or not)."""
-    return sum(p.numel() for p in module.parameters())
 
 
 def generator_flops(config: ModelConfig) -> float:

@@ -69,6 +69,12 @@ class MMGANTrainingStep:
         if self.generator.linear_path is not None:
             start_from_linear_regression(self.generator.linear_path, dataset, contrasts)
 
+    def state_dict(self) -> dict:
+        return {}  # networks and optimizers are all there is
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def __call__(self, real: torch.Tensor, available: torch.Tensor) -> dict[str, float]:
         config, settings = self.config, self.settings
         opt_g, opt_d = self.optimizers["g"], self.optimizers["d"]

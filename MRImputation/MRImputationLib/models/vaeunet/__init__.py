@@ -1,0 +1,1 @@
+"""The VAE-UNet family: the other contrasts -> one declared target, through a variational bottleneck (family.py)."""
