@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import exported_and_loaded, train_cli, trained_and_untrained_psnr
-from MRImputationLib.core.contrasts import ContrastSet
+from MRImputationLib.core.contrasts import ContrastSet, Scenario
 from MRImputationLib.models.cyclegan.config import CycleGANConfig, preset
 from MRImputationLib.models.cyclegan.losses import ImagePool, ssim
 
@@ -45,8 +45,8 @@ def test_the_unpaired_sampler_zeroes_the_contrast_a_row_is_not_seen_in(cyclegan_
     sampler = UnpairedSampler(dataset, 3, seed=1, contrasts=ContrastSet(("T1", "T2"), "T1"))
     batch = sampler.batches(0)[0]
     real = torch.stack([dataset[i][0] for i in batch])
-    given, visible = sampler.prepare(real, batch, torch.ones(len(batch), 2))
-    assert visible.tolist() == [[1, 0]] * 3 + [[0, 1]] * 3
+    given, visible, present = sampler.prepare(real, batch, Scenario("10"), [Scenario("10")], 0, 0)
+    assert visible.tolist() == [[1, 0]] * 3 + [[0, 1]] * 3 and torch.equal(present, visible)
     assert torch.equal(given[:3, 1], torch.zeros_like(given[:3, 1])) and torch.equal(given[3:, 0], torch.zeros_like(given[3:, 0]))
     assert torch.equal(given[:3, 0], real[:3, 0]) and torch.equal(given[3:, 1], real[3:, 1])
     subjects = {dataset.locate(i)[0] for i in batch[:3]}, {dataset.locate(i)[0] for i in batch[3:]}

@@ -63,8 +63,14 @@ def preprocessed(tmp_path_factory) -> Path:
 def test_cache_holds_normalized_slices_masks_and_how_they_were_made(preprocessed, tmp_path):
     cache = build_cache(preprocessed, IXI, tmp_path / "cache", SMALL)
     index = read_cache_index(cache)
-    assert sorted(index["subjects"]) == ["sub-000", "sub-001"]
-    assert set(index["skipped"]) == {"sub-002", "sub-003"} and "lacks T2" in index["skipped"]["sub-002"]
+    assert sorted(index["subjects"]) == ["sub-000", "sub-001", "sub-002"]
+    assert set(index["skipped"]) == {"sub-003"}
+    # A subject that lacks T2 is cached with what it has: T2 is a zero channel, marked absent.
+    assert index["subjects"]["sub-002"]["present"] == ["T1", "PD"]
+    lacking, _ = load_subject_slices(cache, "sub-002")
+    assert not np.asarray(lacking[:, 1]).any() and np.asarray(lacking[:, 0]).any()
+    dataset = SliceDataset(cache, ["sub-000", "sub-002"])
+    assert dataset.presence(0) == (True, True, True) and dataset.presence(len(dataset) - 1) == (True, False, True)
     assert index["contrasts"] == IXI.to_dict() and index["config"] == SMALL.to_dict()
 
     slices, geometry = load_subject_slices(cache, "sub-000")
@@ -117,7 +123,7 @@ def test_only_subjects_whose_manifest_record_changed_are_rebuilt(preprocessed, t
 
     copy = tmp_path / "pre"
     copy.mkdir()
-    for name in ("sub-000", "sub-001"):
+    for name in ("sub-000", "sub-001", "sub-002"):
         (copy / name).symlink_to(preprocessed / name)
     manifest = json.loads((preprocessed / MANIFEST_NAME).read_text())
     (copy / MANIFEST_NAME).write_text(json.dumps(manifest))
@@ -138,8 +144,8 @@ def test_refuses_subjects_that_cannot_be_cached(preprocessed, tmp_path):
         build_cache(preprocessed, IXI, tmp_path / "cache", SMALL, subjects=["sub-000", "sub-003"])
     with pytest.raises(InputError, match="not in the manifest"):
         build_cache(preprocessed, IXI, tmp_path / "cache", SMALL, subjects=["nobody"])
-    with pytest.raises(InputError, match="no preprocessed subject has all of"):
-        build_cache(preprocessed, ContrastSet(("T1", "FLAIR")), tmp_path / "cache", SMALL)
+    with pytest.raises(InputError, match="no preprocessed subject has any of T1c, FLAIR"):
+        build_cache(preprocessed, ContrastSet(("T1c", "FLAIR")), tmp_path / "cache", SMALL)
     with pytest.raises(InputError, match="manifest.json"):
         build_cache(tmp_path, IXI, tmp_path / "cache", SMALL)
 
@@ -168,7 +174,7 @@ def test_dataset_indexes_every_slice_of_its_subjects_in_order(preprocessed, tmp_
     with pytest.raises(IndexError):
         dataset[len(dataset)]
     with pytest.raises(InputError, match="not in the slice cache"):
-        SliceDataset(cache, ["sub-002"])
+        SliceDataset(cache, ["sub-003"])
 
     dataset[0]
     clone = pickle.loads(pickle.dumps(dataset))  # what DataLoader workers receive: no memory maps inside

@@ -113,7 +113,7 @@ class _VoxelStep:
     def load_state_dict(self, state) -> None:
         pass
 
-    def __call__(self, real, available) -> dict:
+    def __call__(self, real, available, present=None) -> dict:
         fake = self.mapper(self.family.generator_input(self.config, real, available))
         loss = ((fake - real).abs() * (1 - available)[:, :, None, None]).mean()
         self.optimizers["mapper"].zero_grad()

@@ -73,6 +73,10 @@ class EvalSubject:
     denormalize: Callable[[int, np.ndarray], np.ndarray] | None = None
     frame: Volume | None = None  # the reference grid, for imputers that cut slices (wants_frame)
     tumour: np.ndarray | None = None  # (z, y, x) bool tumour mask; None: no tumour scores
+    present: tuple[bool, ...] | None = None  # per channel, whether the subject has it; None: every one
+
+    def has(self, channel: int) -> bool:
+        return self.present is None or bool(self.present[channel])
 
     def original(self, channel: int, array: np.ndarray) -> np.ndarray:
         return np.asarray(array if self.denormalize is None else self.denormalize(channel, array))
@@ -210,8 +214,9 @@ def _subject_arrays(subject: EvalSubject, contrasts: ContrastSet) -> tuple:
                          f"mask's grid {np.shape(subject.mask)}.")
     stack = np.asarray(subject.stack, np.float32)
     mask = np.asarray(subject.mask, bool)
-    truths = [subject.original(c, stack[c]) for c in range(len(contrasts))]
-    units = [evaluation_units(t, mask) for t in truths]
+    truths = [subject.original(c, stack[c]) if subject.has(c) else np.zeros_like(stack[c])
+              for c in range(len(contrasts))]
+    units = [evaluation_units(t, mask) if subject.has(c) else 1.0 for c, t in enumerate(truths)]
     return stack, mask, truths, units
 
 
@@ -285,14 +290,19 @@ def evaluate(
             if len(scenario.bits) != len(contrasts):
                 raise InputError(f"scenario {scenario.bits} does not have one bit per contrast ({', '.join(contrasts.names)}).")
             missing = [i for i, available in enumerate(scenario.mask) if not available]
+            # A subject is scored where it has the scenario's inputs, on the missing contrasts it has.
+            scored = [m for m in missing if subject.has(m)]
+            if not scored or not all(subject.has(a) for a in range(len(contrasts)) if scenario.mask[a]):
+                scored = []
             given = stack.copy()
             given[missing] = 0.0
             scenario_examples = {}
-            if keep:
-                scenario_examples = _example_slices(subject.name, scenario, info, contrasts, truths, units, mask, z)
+            if keep and scored:
+                scenario_examples = {m: e for m, e in _example_slices(subject.name, scenario, info, contrasts, truths,
+                                                                        units, mask, z).items() if m in scored}
                 examples.extend(scenario_examples.values())
             for imputer in imputers:
-                channels = synthesized_channels(imputer, scenario)
+                channels = [m for m in synthesized_channels(imputer, scenario) if m in scored]
                 if not channels:
                     continue
                 output = _predict(imputer, given, scenario, subject, mask, stack.shape)
@@ -310,4 +320,5 @@ def evaluate(
 
 def eval_subjects(loaded: Sequence[LoadedSubject]) -> list[EvalSubject]:
     """Subjects loaded from a preprocessed folder, as the harness scores them."""
-    return [EvalSubject(s.name, s.stack, s.mask, s.denormalize, frame=s.frame, tumour=s.tumour) for s in loaded]
+    return [EvalSubject(s.name, s.stack, s.mask, s.denormalize, frame=s.frame, tumour=s.tumour, present=s.present)
+            for s in loaded]

@@ -89,11 +89,12 @@ class TrainingStep(Protocol):
     def begin_run(self, dataset, contrasts) -> None:
         """Once, before a run's first step (never on --resume): e.g. fit what starts from the data."""
 
-    def __call__(self, real: "Tensor", available: "Tensor") -> dict[str, float]:
+    def __call__(self, real: "Tensor", available: "Tensor", present: "Tensor | None" = None) -> dict[str, float]:
         """One step on a batch of (B, N, S, S) real slices whose (B, N) `available` mask marks the given
-        contrasts; returns the losses by name (the history's and the curves' columns). Under unpaired
-        sampling (`ModelFamily.pairing`), `available` marks the one contrast each row may be seen in:
-        the others are zeros and are not there to learn from."""
+        contrasts; returns the losses by name (the history's and the curves' columns). `present` (B, N)
+        marks the contrasts each row's subject has (None: all): an absent one is a channel of zeros that
+        no loss may learn from. Under unpaired sampling (`ModelFamily.pairing`), `available` marks the one
+        contrast each row may be seen in: the others are zeros and are not there to learn from."""
 
     def state_dict(self) -> dict:
         """What the step keeps besides networks and optimizers (e.g. an image pool), for exact resume."""

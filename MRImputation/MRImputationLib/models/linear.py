@@ -2,7 +2,9 @@
 
 Fitting streams over the training subjects once and keeps only the second-moment matrix of
 [1, c_1, ..., c_N] over the sampled brain voxels; every scenario's least-squares problem is a
-sub-block of it, so all 2^N − 2 scenarios are fitted from one pass without holding voxels.
+sub-block of it, so all 2^N − 2 scenarios are fitted from one pass without holding voxels. Subjects
+that lack some contrasts keep their own matrix per presence pattern: a scenario's regression onto
+one missing contrast sums the patterns that have its inputs and that contrast.
 `to_state`/`from_state` save and restore that matrix: a bundle carries the baseline fitted on its
 model's training data as `baseline.safetensors` (models/bundle.py).
 """
@@ -49,6 +51,7 @@ class LinearImputer:
         self.n_voxels = 0
         self.n_subjects = 0
         self.moments: np.ndarray | None = None  # the fitted statistics (to_state); None when made by from_dict
+        self.moments_by_presence: dict[str, np.ndarray] = {}  # presence bits -> moments of those subjects
 
     def fit(
         self,
@@ -57,16 +60,19 @@ class LinearImputer:
         max_voxels_per_subject: int = 200_000,
         seed: int = 0,
     ) -> "LinearImputer":
-        """Fit every scenario (default: all of the contrast set's) from (stack, mask) pairs.
+        """Fit every scenario (default: all of the contrast set's) from (stack, mask) pairs, or (stack, mask,
+        present) triples for subjects that lack some contrasts (`present`: a bool per channel; the absent
+        channels' values are never used).
 
         Each stack is (C, z, y, x) float in normalized units, each mask (z, y, x). At most
         `max_voxels_per_subject` mask voxels per subject are used, drawn without replacement from a
         generator seeded by (seed, subject position), so the fit is deterministic.
         """
         n = len(self.contrasts)
-        moments = np.zeros((n + 1, n + 1), np.float64)
+        by_presence: dict[str, np.ndarray] = {}
         n_voxels = n_subjects = 0
-        for position, (stack, mask) in enumerate(subjects):
+        for position, (stack, mask, *present) in enumerate(subjects):
+            bits = "".join("1" if p else "0" for p in present[0]) if present and present[0] is not None else "1" * n
             stack = np.asarray(stack)
             mask = np.asarray(mask, bool)
             self._check_stack(stack, f"training subject {position}")
@@ -77,8 +83,9 @@ class LinearImputer:
                 rng = np.random.default_rng([seed, position])
                 keep = np.sort(rng.choice(voxels.shape[1], max_voxels_per_subject, replace=False))
                 voxels = voxels[:, keep]
+            voxels[[i for i, b in enumerate(bits) if b == "0"]] = 0.0
             design = np.vstack([np.ones((1, voxels.shape[1])), voxels])
-            moments += design @ design.T
+            by_presence[bits] = by_presence.get(bits, np.zeros((n + 1, n + 1), np.float64)) + design @ design.T
             n_voxels += voxels.shape[1]
             n_subjects += 1
         if n_voxels <= n:
@@ -87,23 +94,36 @@ class LinearImputer:
                 f"{n_subjects} subject(s). Check the training split and the brain masks."
             )
         self.n_voxels, self.n_subjects = n_voxels, n_subjects
-        return self._solve(moments, scenarios or self.contrasts.scenarios())
+        return self._solve(by_presence, scenarios or self.contrasts.scenarios())
 
-    def _solve(self, moments: np.ndarray, scenarios: Sequence[Scenario]) -> "LinearImputer":
-        """Every scenario's least squares from the second-moment matrix of [1, c_1, ..., c_N]."""
+    def _solve(self, by_presence: dict[str, np.ndarray], scenarios: Sequence[Scenario]) -> "LinearImputer":
+        """Every scenario's least squares from the second-moment matrices of [1, c_1, ..., c_N], per missing
+        contrast over the subjects that have the scenario's inputs and that contrast (a contrast no such
+        subject has stays unfitted: `synthesizes` leaves it out)."""
+        n = len(self.contrasts)
         self.coefficients = {}
         for scenario in scenarios:
             self._check_scenario(scenario)
-            rows = [0] + [1 + i for i, available in enumerate(scenario.mask) if available]
-            gram = moments[np.ix_(rows, rows)]
+            given = [i for i, available in enumerate(scenario.mask) if available]
+            rows = [0] + [1 + i for i in given]
             solved = {}
             for m in (i for i, available in enumerate(scenario.mask) if not available):
+                needed = set(given) | {m}
+                moments = sum((v for bits, v in by_presence.items() if all(bits[i] == "1" for i in needed)),
+                              np.zeros((n + 1, n + 1)))
+                if moments[0, 0] <= len(rows):
+                    continue
                 # lstsq gives the minimum-norm solution when contrasts are collinear (e.g. a constant channel).
-                beta = np.linalg.lstsq(gram, moments[rows, 1 + m], rcond=None)[0]
+                beta = np.linalg.lstsq(moments[np.ix_(rows, rows)], moments[rows, 1 + m], rcond=None)[0]
                 solved[m] = (float(beta[0]), beta[1:].copy())
             self.coefficients[scenario.bits] = solved
-        self.moments = moments
+        self.moments_by_presence = dict(by_presence)
+        self.moments = by_presence.get("1" * n, np.zeros((n + 1, n + 1)))
         return self
+
+    def synthesizes(self, scenario: Scenario) -> list[int]:
+        """The missing channels of `scenario` it was fitted for (evaluation/harness.py)."""
+        return sorted(self.coefficients.get(scenario.bits, {}))
 
     def predict(self, stack: np.ndarray, scenario: Scenario) -> np.ndarray:
         """(C, z, y, x) in, (C, z, y, x) float32 out: available channels copied, missing ones predicted."""
@@ -114,7 +134,7 @@ class LinearImputer:
             fitted = ", ".join(self.coefficients) or "none (call fit first)"
             raise InputError(f"the linear baseline was not fitted for scenario {scenario.bits}; fitted scenarios: {fitted}.")
         available = [i for i, a in enumerate(scenario.mask) if a]
-        out = np.empty(stack.shape, np.float32)
+        out = np.full(stack.shape, np.nan, np.float32)  # a missing contrast it was not fitted for stays NaN
         out[available] = stack[available]
         for m, (intercept, beta) in solved.items():
             channel = np.full(stack.shape[1:], intercept, np.float64)
@@ -181,7 +201,10 @@ class LinearImputer:
         metadata = {"format": STATE_FORMAT, "contrasts": json.dumps(self.contrasts.to_dict()),
                     "scenarios": json.dumps(list(self.coefficients)), "n_subjects": str(self.n_subjects),
                     "n_voxels": str(self.n_voxels)}
-        return {"moments": np.ascontiguousarray(self.moments, np.float64)}, metadata
+        arrays = {"moments": np.ascontiguousarray(self.moments, np.float64)}
+        arrays.update({f"moments_{bits}": np.ascontiguousarray(v, np.float64)
+                       for bits, v in self.moments_by_presence.items() if "0" in bits})
+        return arrays, metadata
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], metadata: dict[str, str],
@@ -196,11 +219,16 @@ class LinearImputer:
             imputer.n_subjects, imputer.n_voxels = int(metadata["n_subjects"]), int(metadata["n_voxels"])
         except (KeyError, ValueError, TypeError) as error:
             raise InputError(f"{source}: its description is incomplete ({error}); export the bundle again.") from None
-        moments = np.asarray(arrays["moments"], np.float64)
         size = len(imputer.contrasts) + 1
-        if moments.shape != (size, size) or not np.isfinite(moments).all():
-            raise InputError(f"{source}: its statistics are not a finite {size}x{size} matrix; export the bundle again.")
-        return imputer._solve(moments, scenarios)
+        by_presence = {"1" * (size - 1): arrays["moments"]}
+        by_presence.update({key[len("moments_"):]: value for key, value in arrays.items() if key.startswith("moments_")})
+        for bits, moments in by_presence.items():
+            moments = np.asarray(moments, np.float64)
+            if len(bits) != size - 1 or moments.shape != (size, size) or not np.isfinite(moments).all():
+                raise InputError(f"{source}: its statistics are not a finite {size}x{size} matrix each; export the bundle "
+                                 "again.")
+            by_presence[bits] = moments
+        return imputer._solve(by_presence, scenarios)
 
     def _check_stack(self, stack: np.ndarray, what: str) -> None:
         if stack.ndim != 4 or stack.shape[0] != len(self.contrasts):

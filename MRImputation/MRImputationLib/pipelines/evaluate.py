@@ -60,7 +60,7 @@ def fit_baseline(preprocessed: Path, names: Sequence[str], contrasts: ContrastSe
     if missing:
         raise InputError(f"{preprocessed}: subject(s) {', '.join(missing)} are not preprocessed there.")
     loaded = (load_subject(preprocessed, records[n], contrasts) for n in names)
-    return LinearImputer(contrasts).fit((s.stack, s.mask) for s in loaded)
+    return LinearImputer(contrasts).fit((s.stack, s.mask, s.present) for s in loaded)
 
 
 def evaluate_model(model_path: str | Path, data: Path, out: Path, *, subjects: Sequence[str] | None = None,
@@ -70,7 +70,7 @@ def evaluate_model(model_path: str | Path, data: Path, out: Path, *, subjects: S
     from ..evaluation.reports import write_report
     from ..imputation.slice_imputer import InferenceOptions, SliceImputer
     from ..preprocessing.manifest import read_manifest
-    from ..preprocessing.preprocessed import complete_subjects, load_subjects
+    from ..preprocessing.preprocessed import load_subjects, usable_subjects
     from ..training.run_folder import load_run_or_bundle
     from .models import resolve_model
     from .train import resolve_preprocessed
@@ -80,9 +80,10 @@ def evaluate_model(model_path: str | Path, data: Path, out: Path, *, subjects: S
     model = load_run_or_bundle(resolve_model(model_path, "MODEL", progress.log))
     preprocessed = resolve_preprocessed(Path(data), out, progress)
     manifest = read_manifest(preprocessed)
-    available = complete_subjects(manifest, model.contrasts)
+    available = usable_subjects(manifest, model.contrasts, least=2, refuse_short=False)
     if not available:
-        raise InputError(f"{data}: no subject has all of the model's contrasts ({', '.join(model.contrasts.names)}).")
+        raise InputError(f"{data}: no subject has two or more of the model's contrasts "
+                         f"({', '.join(model.contrasts.names)}).")
     split = read_json_file(split_file, "split") if split_file else _split_of_model(model)
     chosen, train = choose_subjects(available, subjects, split)
     imputers = [SliceImputer(model.generator, model.model_config, model.slicing, InferenceOptions(device=device),

@@ -146,7 +146,7 @@ def training_baseline(run, contrasts, progress: Progress):
     """The linear baseline fitted on the run's training split (its subjects in the run's preprocessed data),
     or None, said in the log, when that data is gone or holds none of them."""
     from ..preprocessing.manifest import MANIFEST_NAME, read_manifest
-    from ..preprocessing.preprocessed import complete_subjects
+    from ..preprocessing.preprocessed import usable_subjects
     from .evaluate import fit_baseline
 
     summary = run.read_json(run.summary, default={})
@@ -156,7 +156,7 @@ def training_baseline(run, contrasts, progress: Progress):
         progress.log("no linear baseline in the bundle: the run's preprocessed data is not here "
                      f"({summary.get('preprocessed') or run.preprocessed}); evaluate fits one on its own data")
         return None
-    available = complete_subjects(read_manifest(places[0]), contrasts)
+    available = usable_subjects(read_manifest(places[0]), contrasts, least=2, refuse_short=False)
     train = [s for s in run.read_json(run.split, default={}).get("train", []) if s in available]
     if not train:
         progress.log(f"no linear baseline in the bundle: no training subject of the run's split is in {places[0]}")

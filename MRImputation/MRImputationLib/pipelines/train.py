@@ -125,7 +125,8 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
     """
     from ..models.slicing import SlicingConfig
     from ..preprocessing.manifest import read_manifest
-    from ..preprocessing.preprocessed import complete_subjects, contrasts_of
+    from ..models.family import family_of
+    from ..preprocessing.preprocessed import contrasts_of, usable_subjects
     from ..training.distributed import init_distributed, shutdown_distributed
 
     progress = progress or Progress("none")
@@ -142,8 +143,10 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
         preprocessed = _shared_preprocessed(Path(data), run, context, quiet, jobs)
         manifest = read_manifest(preprocessed)
         contrasts = folder.read_contrasts() if resume else contrasts_of(manifest, contrast_names)
-        subjects = complete_subjects(manifest, contrasts)
         model_config = model_config_for(config, contrasts)
+        # Every subject with at least two of the contrasts teaches a paired model; one suffices unpaired.
+        have = usable_subjects(manifest, contrasts, 1 if family_of(model_config).pairing == "unpaired" else 2)
+        subjects = list(have)
         slicing = SlicingConfig(size=model_config.image_size, crop=config.crop, skip_empty=config.skip_empty)
         if context.is_main:
             _prepare_run_folder(folder, preprocessed, subjects, config, model_config, contrasts, slicing, split_file,
@@ -154,6 +157,7 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
         summary = trainer.fit()
         summary.update({"preprocessed": str(preprocessed), "contrasts": contrasts.to_dict(),
                         "train_subjects": len(split.train), "train_slices": len(dataset),
+                        "train_subjects_with": _with_each(contrasts, [have[s] for s in split.train]),
                         "scenarios": sorted(trainer.served, reverse=True), **trainer.sampler.describe()})
         if context.is_main:
             write_text(folder.summary, json.dumps(summary, indent=2))
@@ -226,12 +230,26 @@ def _start_trainer(folder: RunFolder, preprocessed: Path, config: TrainConfig, m
     progress.log(f"training {model_config.name} on {len(split.train)} subject(s), {len(dataset)} slices, "
                  f"{contrasts.names}, {config.epochs} epoch(s), device {context.device}, {context.world_size} "
                  "process(es)")
+    have = [tuple(n for n, p in zip(contrasts.names, present) if p) for present in dataset.present]
+    counts = _with_each(contrasts, have)
+    if any(k < len(have) for k in counts.values()):
+        progress.log("incomplete subjects: of the " + f"{len(have)} training subjects, "
+                     + ", ".join(f"{k} have {name}" for name, k in counts.items())
+                     + "; each learns from the contrasts it has")
     drawn = trainer.sampler.describe()
+    if drawn.get("left_out"):
+        progress.log(f"left out of training: {', '.join(drawn['left_out'])} (no scenario the model serves fits "
+                     "the contrasts they have)")
     if drawn.get("domains"):
         progress.log("unpaired: " + "; ".join(f"{name} from {len(subjects)} subject(s) ({drawn['slices'][name]} slices)"
                                               for name, subjects in drawn["domains"].items())
                      + ", no subject in both")
     return trainer, split, dataset
+
+
+def _with_each(contrasts: ContrastSet, present: list[tuple[str, ...]]) -> dict[str, int]:
+    """How many of the subjects (their contrasts in `present`) have each contrast of the set."""
+    return {name: sum(name in have for have in present) for name in contrasts.names}
 
 
 def _barrier(context) -> None:

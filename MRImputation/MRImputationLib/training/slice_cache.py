@@ -68,11 +68,8 @@ def _wanted_records(manifest: dict, contrasts: ContrastSet, subjects: Sequence[s
         if record.get("status") != "ok":
             skipped[name] = f"preprocessing failed: {record.get('error', 'unknown error')}"
             continue
-        lacking = [c for c in contrasts.names if c not in record.get("outputs", {})]
-        lacking += [c for c in contrasts.names
-                    if c not in record.get("steps", {}).get("normalization", {}) and c not in lacking]
-        if lacking:
-            skipped[name] = f"lacks {', '.join(lacking)}"
+        if not _present(record, contrasts):  # lacking some is fine: a subject teaches with what it has
+            skipped[name] = f"has none of {', '.join(contrasts.names)}"
             continue
         usable[name] = record
     if subjects is None:
@@ -84,18 +81,24 @@ def _wanted_records(manifest: dict, contrasts: ContrastSet, subjects: Sequence[s
         if problems:
             raise InputError(
                 f"cannot cache subject(s) {'; '.join(problems)}; they need a successful preprocessing with "
-                f"{', '.join(contrasts.names)}. Preprocess them again or leave them out of the split."
+                f"some of {', '.join(contrasts.names)}. Preprocess them again or leave them out of the split."
             )
         skipped = {}
     if not chosen:
         raise InputError(
-            f"no preprocessed subject has all of {', '.join(contrasts.names)}"
+            f"no preprocessed subject has any of {', '.join(contrasts.names)}"
             + (f" (skipped: {'; '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))})" if skipped else "")
             + ". Check the contrasts or preprocess the data again."
         )
     for name in chosen:
         _check_name(name)
     return {name: usable[name] for name in chosen}, skipped
+
+
+def _present(record: dict, contrasts: ContrastSet) -> list[str]:
+    """The contrasts of `contrasts` the subject has, written and normalized."""
+    outputs, normalized = record.get("outputs", {}), record.get("steps", {}).get("normalization", {})
+    return [c for c in contrasts.names if c in outputs and c in normalized]
 
 
 def _entry_valid(cache: Path, entry: dict, fingerprint: str, config: SlicingConfig, n_channels: int) -> bool:
@@ -123,7 +126,11 @@ def _cache_subject(preprocessed: Path, record: dict, contrasts: ContrastSet, con
     name = record["subject"]
     mask = read_volume(preprocessed / record["mask"])
     channels, normalization, reference = [], {}, None
+    present = _present(record, contrasts)
     for contrast in contrasts.names:
+        if contrast not in present:
+            channels.append(None)
+            continue
         volume = read_volume(preprocessed / record["outputs"][contrast], contrast=contrast)
         if not volume.same_grid(mask):
             raise InputError(
@@ -135,6 +142,8 @@ def _cache_subject(preprocessed: Path, record: dict, contrasts: ContrastSet, con
         normalization[contrast] = params.to_dict()
         reference = reference or volume
     geometry = plan_slices(reference, mask.array, config.size, config.crop, config.skip_empty, config.margin_mm)
+    # A contrast the subject lacks is a channel of zeros, marked absent ("present"): training never learns from it.
+    channels = [np.zeros(reference.shape, np.float32) if c is None else c for c in channels]
     images = to_slices(np.stack(channels), geometry)
     masks = mask_to_slices(mask.array, geometry)
     _save_npy(cache / _image_file(name), images)
@@ -145,6 +154,7 @@ def _cache_subject(preprocessed: Path, record: dict, contrasts: ContrastSet, con
         "normalization": normalization,
         "grid": {"spacing": list(mask.spacing), "origin": list(mask.origin), "direction": list(mask.direction)},
         "files": {"image": _image_file(name), "mask": _mask_file(name)},
+        "present": present,
         "source": _fingerprint(record),
     }
 
@@ -189,8 +199,9 @@ def build_cache(
     subjects: Sequence[str] | None = None,
     on_progress: Callable[[float, str], None] | None = None,
 ) -> Path:
-    """Cache the slices of `subjects` (default: every successfully preprocessed subject with all
-    `contrasts`); reuse what an earlier build made with the same settings. Returns the cache folder.
+    """Cache the slices of `subjects` (default: every successfully preprocessed subject with some of
+    `contrasts`; a contrast a subject lacks is a zero channel its entry marks absent); reuse what an
+    earlier build made with the same settings. Returns the cache folder.
     """
     from ..preprocessing.manifest import read_manifest
 
@@ -273,6 +284,9 @@ class SliceDataset(_Dataset):
             raise InputError("the slice dataset needs at least one subject.")
         self.entries = [_subject_entry(index, self.cache, s) for s in self.subjects]
         self.augment_flip = bool(augment_flip)
+        # Per subject, which channels it has (caches made before incomplete subjects: every one).
+        self.present = [tuple(c in e.get("present", self.contrasts.names) for c in self.contrasts.names)
+                        for e in self.entries]
         counts = np.array([e["slices"] for e in self.entries], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
         self._arrays: list | None = None
@@ -292,6 +306,10 @@ class SliceDataset(_Dataset):
         """(subject, slice within its cached slices) of item `index`."""
         k, position = self._position(int(index))
         return self.subjects[k], position
+
+    def presence(self, index: int) -> tuple[bool, ...]:
+        """Per channel, whether the subject of item `index` has that contrast."""
+        return self.present[self._position(int(index))[0]]
 
     def _open(self) -> list:
         if self._arrays is None:
@@ -314,10 +332,10 @@ class SliceDataset(_Dataset):
         return image, mask
 
     def subject_stacks(self):
-        """Per subject, its cached slices as a (contrasts, slices, H, W) stack and the (slices, H, W)
-        brain mask: the layout `LinearImputer.fit` reads."""
-        for images, masks in self._open():
-            yield np.moveaxis(images, 1, 0), masks
+        """Per subject, its cached slices as a (contrasts, slices, H, W) stack, the (slices, H, W) brain mask
+        and which contrasts it has: the layout `LinearImputer.fit` reads."""
+        for (images, masks), present in zip(self._open(), self.present):
+            yield np.moveaxis(images, 1, 0), masks, present
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

@@ -28,19 +28,12 @@ from ..core.disk import explain_disk_full
 from ..core.errors import Cancelled
 from ..core.progress import Progress
 from ..models.family import Execution, FamilyConfig, Networks, availability, family_of
-from .sampling import make_sampler
+from .sampling import make_sampler, seed_for
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainConfig
 from .curriculum import Curriculum
 from .distributed import DistributedContext, ranks_agree
 from .run_folder import RunFolder
-
-
-def _seed_for(*parts: int) -> int:
-    value = 0x9E3779B97F4A7C15
-    for p in parts:
-        value = (value * 6364136223846793005 + int(p) + 1442695040888963407) % (1 << 63)
-    return value
 
 
 @dataclass
@@ -51,6 +44,7 @@ class TrainState:
     best_psnr: float = -math.inf
     epoch_sums: dict = field(default_factory=dict)  # running loss sums of the current epoch
     epoch_steps: int = 0
+    scenario_slices: dict = field(default_factory=dict)  # scenario bits -> training slices it was drawn for
 
 
 class Trainer:
@@ -66,9 +60,10 @@ class Trainer:
         self.device = torch.device(context.device)
         self.curriculum = Curriculum.load(config.curriculum, contrasts)
         self.family = family_of(model_config)
-        self.served = {s.bits for s in self.family.scenarios(model_config, contrasts)}
+        served = self.family.scenarios(model_config, contrasts)
+        self.served = {s.bits for s in served}
         self.sampler = make_sampler(self.family.pairing, dataset, config.batch_size, config.seed, contrasts,
-                                    context.world_size, context.rank)
+                                    context.world_size, context.rank, served)
         self.cuda = self.device.type == "cuda"
         torch.manual_seed(config.seed)
         self.networks = self._networks(self.family.build_networks(model_config))
@@ -116,18 +111,22 @@ class Trainer:
             batches = batches[: self.config.steps_per_epoch]
         return batches
 
-    def scenario_for(self, epoch: int, step: int) -> Scenario:
-        """The scenario of a batch: one the curriculum allows at `epoch` and the model serves."""
+    def allowed_scenarios(self, epoch: int) -> list[Scenario]:
+        """The scenarios the curriculum allows at `epoch` that the model serves (all it serves, if none)."""
         allowed = [s for s in self.curriculum.scenarios_at(epoch, self.config.epochs, self.contrasts)
                    if s.bits in self.served]
-        allowed = allowed or [s for s in self.contrasts.scenarios() if s.bits in self.served]
-        rng = torch.Generator().manual_seed(_seed_for(self.config.seed, epoch, step, 1))
+        return allowed or [s for s in self.contrasts.scenarios() if s.bits in self.served]
+
+    def scenario_for(self, epoch: int, step: int) -> Scenario:
+        """The scenario of a batch: one the curriculum allows at `epoch` and the model serves."""
+        allowed = self.allowed_scenarios(epoch)
+        rng = torch.Generator().manual_seed(seed_for(self.config.seed, epoch, step, 1))
         return allowed[int(torch.randint(len(allowed), (1,), generator=rng))]
 
     def augment(self, images: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
         if not self.config.augment_flip:
             return images
-        rng = torch.Generator().manual_seed(_seed_for(self.config.seed, epoch, step, 2))
+        rng = torch.Generator().manual_seed(seed_for(self.config.seed, epoch, step, 2))
         flip = torch.rand(images.shape[0], generator=rng) < 0.5
         images = images.clone()
         images[flip] = images[flip].flip(-1)
@@ -135,12 +134,19 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------------
     def train_step(self, real: torch.Tensor, scenario: Scenario, batch: list[int] | None = None) -> dict:
-        """The family's step on one batch (dataset indices `batch`), with `scenario`'s contrasts given (under
-        unpaired sampling, each row's one visible contrast instead); the losses by name."""
-        available = availability(scenario, real.shape[0], self.device)
-        if batch is not None:
-            real, available = self.sampler.prepare(real, batch, available)
-        return self.training_step(real, available)
+        """The family's step on one batch (dataset indices `batch`), with `scenario`'s contrasts given: per row,
+        as the sampler makes it fit what the row's subject has (under unpaired sampling, each row's one
+        visible contrast instead); the losses by name."""
+        if batch is None:
+            real, available, present = real, availability(scenario, real.shape[0], self.device), None
+        else:
+            epoch, step = self.state.epoch, self.state.step
+            real, available, present = self.sampler.prepare(real, batch, scenario, self.allowed_scenarios(epoch),
+                                                            epoch, step)
+        for row in available.gt(0).tolist():
+            bits = "".join("1" if a else "0" for a in row)
+            self.state.scenario_slices[bits] = self.state.scenario_slices.get(bits, 0) + 1
+        return self.training_step(real, available, present)
 
     # -- checkpoints ---------------------------------------------------------------------------------
     @property
@@ -233,7 +239,7 @@ class Trainer:
         # consume the global RNG (that would shift dropout after a resume).
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=batches[self.state.step:], num_workers=cfg.num_workers,
-            pin_memory=self.cuda, generator=torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, 3)))
+            pin_memory=self.cuda, generator=torch.Generator().manual_seed(seed_for(cfg.seed, epoch, 3)))
         for network in self.networks.built.values():
             network.train()
         sums, n = self.state.epoch_sums, 0
@@ -266,7 +272,7 @@ class Trainer:
         sums = self.state.epoch_sums
         record = {"epoch": epoch + 1, **{k: v / max(self.state.epoch_steps, 1) for k, v in sums.items()},
                   "seconds": round(seconds, 2),
-                  "slices_per_s": round(n * cfg.batch_size * self.context.world_size / max(seconds, 1e-9), 2),
+                  "slices_per_s": round(n * self.sampler.rows_per_step * self.context.world_size / max(seconds, 1e-9), 2),
                   "lr": next(iter(self.training_step.optimizers.values())).param_groups[0]["lr"]}
         for scheduler in self.schedulers.values():
             scheduler.step()
@@ -341,9 +347,10 @@ class Trainer:
                 self.writer = None
         checksum = float(sum(p.double().sum().item() for p in self.generator.parameters()))
         in_sync = ranks_agree(checksum, self.context)
-        slices = steps_this_call * cfg.batch_size * self.context.world_size
+        slices = steps_this_call * self.sampler.rows_per_step * self.context.world_size
         return {"epochs_done": self.state.epoch, "global_step": self.state.global_step,
                 "finished": self.state.epoch >= cfg.epochs, "stopped_early": stopped_early,
                 "ranks_in_sync": in_sync, "world_size": self.context.world_size,
+                "slices_per_scenario": dict(sorted(self.state.scenario_slices.items(), reverse=True)),
                 "seconds": round(time.monotonic() - start, 2), "precision": self.precision, "threads": self.threads,
                 "slices_per_s": round(slices / training_seconds, 2) if training_seconds > 0 else None}

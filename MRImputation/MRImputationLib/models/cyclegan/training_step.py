@@ -77,8 +77,9 @@ class CycleGANTrainingStep:
         losses["loss_g"] = total
         return losses
 
-    def __call__(self, real: torch.Tensor, available: torch.Tensor) -> dict[str, float]:
-        real_a, real_b = split_domains(real, available)
+    def __call__(self, real: torch.Tensor, available: torch.Tensor, present: torch.Tensor | None = None
+                 ) -> dict[str, float]:
+        real_a, real_b = split_domains(real, available)  # each row is seen in its one available contrast
         with self.execution.autocast():
             out = self.g(real_a, real_b)
         out = {k: v.float() for k, v in out.items()}

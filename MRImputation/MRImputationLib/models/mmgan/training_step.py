@@ -5,7 +5,8 @@ output has its available channels replaced by the real ones (implicit conditioni
 lambda_adversarial·MSE(D(ŷ, c), 1) + lambda_l1·L1 over the missing channels (0.1 and 0.9 in
 MM-GAN); D minimises 0.5·[MSE(D(x, c), 1) + MSE(D(ŷ, c), t)], with c the discriminator's condition
 and t the fake target (`FakeTarget`: 1 on real-copied channels and 0 on synthesized ones, or all
-zeros). Both networks have an Adam optimizer ("g" and "d"), whose states the trainer keeps in
+zeros). For a subject that lacks some contrasts (`present`), L1 and both MSEs cover the contrasts it
+has, and the absent channel is zeros in the fake pair as it is in the real one. Both networks have an Adam optimizer ("g" and "d"), whose states the trainer keeps in
 checkpoints as opt_g and opt_d.
 """
 
@@ -21,11 +22,22 @@ from .config import FakeTarget, ModelConfig
 from .paths import start_from_linear_regression
 
 
-def l1_on_missing(fake: torch.Tensor, real: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error over the missing channels only (mean over them; 0 when none is missing)."""
-    missing = (1 - available)[:, :, None, None]
-    per_channel = (fake - real).abs().mean(dim=(2, 3)) * missing[:, :, 0, 0]
+def l1_on_missing(fake: torch.Tensor, real: torch.Tensor, available: torch.Tensor,
+                  present: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error over the missing channels the subject has (mean over them; 0 when none)."""
+    missing = 1 - available
+    if present is not None:
+        missing = missing * present
+    per_channel = (fake - real).abs().mean(dim=(2, 3)) * missing
     return per_channel.sum() / missing.sum().clamp(min=1)
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+    """MSE of per-contrast maps (B, N, h, w), over the contrasts each row's subject has (all, if None)."""
+    if present is None:
+        return F.mse_loss(prediction, target)
+    weight = present[:, :, None, None].expand_as(prediction)
+    return ((prediction - target) ** 2 * weight).sum() / weight.sum().clamp(min=1)
 
 
 def _per_channel_targets(available: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -75,7 +87,8 @@ class MMGANTrainingStep:
     def load_state_dict(self, state: dict) -> None:
         pass
 
-    def __call__(self, real: torch.Tensor, available: torch.Tensor) -> dict[str, float]:
+    def __call__(self, real: torch.Tensor, available: torch.Tensor, present: torch.Tensor | None = None
+                 ) -> dict[str, float]:
         config, settings = self.config, self.settings
         opt_g, opt_d = self.optimizers["g"], self.optimizers["d"]
         condition = discriminator_condition(config, real, available)
@@ -84,14 +97,16 @@ class MMGANTrainingStep:
             fake = self.g(generator_input(real, available, config))
         fake = fake.float()
         fake_ic = implicit_conditioning(fake, real, available)
+        if present is not None:  # a contrast the subject lacks is zeros in the real pair: the fake's too, unjudged
+            fake_ic = fake_ic * present[:, :, None, None]
 
         # Generator: D's weights are used but not trained here (plain module: no DDP reduction).
         for p in self.discriminator.parameters():
             p.requires_grad_(False)
         with self.execution.autocast():
             pred_fake = self.discriminator(fake_ic, condition).float()
-        adversarial = F.mse_loss(pred_fake, torch.ones_like(pred_fake))
-        l1 = l1_on_missing(fake, real, available)
+        adversarial = masked_mse(pred_fake, torch.ones_like(pred_fake), present)
+        l1 = l1_on_missing(fake, real, available, present)
         loss_g = settings.lambda_adversarial * adversarial + settings.lambda_l1 * l1
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -103,8 +118,8 @@ class MMGANTrainingStep:
         with self.execution.autocast():
             pred = self.d(torch.cat([real, fake_ic.detach()], 0), torch.cat([condition, condition], 0)).float()
         pred_real, pred_fake = pred.chunk(2, dim=0)
-        loss_d = 0.5 * (F.mse_loss(pred_real, torch.ones_like(pred_real))
-                        + F.mse_loss(pred_fake, fake_targets(available, pred_fake.shape, config)))
+        loss_d = 0.5 * (masked_mse(pred_real, torch.ones_like(pred_real), present)
+                        + masked_mse(pred_fake, fake_targets(available, pred_fake.shape, config), present))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()

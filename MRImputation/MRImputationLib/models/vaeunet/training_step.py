@@ -51,7 +51,9 @@ class VAEUNetTrainingStep:
     def load_state_dict(self, state: dict) -> None:
         pass
 
-    def __call__(self, real: torch.Tensor, available: torch.Tensor) -> dict[str, float]:
+    def __call__(self, real: torch.Tensor, available: torch.Tensor, present: torch.Tensor | None = None
+                 ) -> dict[str, float]:
+        # The sampler gives only rows whose subject has the inputs and the target (the one served scenario).
         given, target = given_and_target(real, available)
         with self.execution.autocast():
             out, mu, logvar = self.network(given)
