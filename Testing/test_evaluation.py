@@ -248,3 +248,43 @@ def test_reports_without_tumour_masks_keep_their_columns(evaluated, tmp_path):
         assert not set(REGION_METRICS) & set(next(csv.DictReader(f)))
     assert "Tumour" not in paths["markdown"].read_text(encoding="utf-8")
     assert all("n_tumour" not in e for e in result.summary())
+
+
+def test_an_imputer_is_scored_only_in_the_cells_it_serves_and_a_smaller_model_among_more():
+    """A one-target model (a VAE-UNet) has no row outside its cell; a two-contrast model (a CycleGAN)
+    scored among three contrasts fills only its own contrasts, in the scenarios its given ones make."""
+    from MRImputationLib.core.contrasts import ContrastSet, Scenario
+    from MRImputationLib.evaluation.harness import EvalSubject, evaluate
+    from MRImputationLib.evaluation.subset import ContrastSubsetImputer
+
+    three = ContrastSet(("T1", "T1c", "FLAIR"), "T1")
+
+    class OneTarget:
+        name = "one-target"
+
+        def synthesizes(self, scenario):
+            return [2] if scenario.bits == "110" else []
+
+        def predict(self, stack, scenario):
+            assert scenario.bits == "110", "run outside the cells it serves"
+            return stack + 0.1
+
+    class Mean:
+        name = "two-contrast"
+
+        def predict(self, stack, scenario):
+            out = stack.copy()
+            out[~np.asarray(scenario.mask)] = stack[np.asarray(scenario.mask)].mean(axis=0)
+            return out
+
+    stack = np.random.default_rng(0).uniform(0.2, 1, (3, 4, 16, 16)).astype(np.float32)
+    pair = ContrastSubsetImputer(Mean(), ContrastSet(("T1", "FLAIR"), "T1"), three)
+    result = evaluate([OneTarget(), pair], [EvalSubject("s", stack, np.ones((4, 16, 16), bool))], three,
+                      keep_examples=0)
+    cells = {(r["method"], r["scenario"], r["contrast"]) for r in result.rows}
+    assert {c for c in cells if c[0] == "one-target"} == {("one-target", "110", "FLAIR")}
+    assert {c for c in cells if c[0] == "two-contrast"} == {("two-contrast", "100", "FLAIR"),
+                                                            ("two-contrast", "001", "T1")}
+    summary = {(r["method"], r["scenario"], r["contrast"]): r["n"] for r in result.summary()}
+    assert summary[("one-target", "101", "T1c")] == 0 and summary[("two-contrast", "100", "FLAIR")] == 1
+    assert pair.synthesizes(Scenario("010")) == [] and pair.synthesizes(Scenario("101")) == []

@@ -13,7 +13,9 @@ the same 48 training patients.
 Scored in one harness call on the 8 test patients of splits/lgg.json, contrasts T1, T1c, FLAIR, in
 three scenarios: T1 -> FLAIR (T1 given), FLAIR -> T1 (FLAIR given) and T1, T1c -> FLAIR. Each
 method is scored only in the cells it serves (the CycleGAN's two, the VAE-UNet's one; T1c cells
-are left out), with mean ± std, n, and paired Wilcoxon tests.
+are left out), with mean ± std, n, and paired Wilcoxon tests. The CycleGAN is scored twice: at its
+last epoch (the unpaired protocol: nothing paired was used) and at the epoch of best validation
+PSNR (chosen on 4 paired validation patients, as the other models are).
 """
 
 from __future__ import annotations
@@ -58,9 +60,10 @@ def train(work: Path) -> None:
                         str(SPLIT), "--threads", "1", "--progress", "none", *resume], check=True, env=env)
 
 
-def imputer_of(run: Path, name: str):
-    """The run's best checkpoint as an imputer of the three-contrast harness, serving what its family serves."""
-    model = RunFolder(run).load_model()
+def imputer_of(run: Path, name: str, which: str = "best"):
+    """The run's best (or last) checkpoint as an imputer of the three-contrast harness, serving what its family
+    serves."""
+    model = RunFolder(run).load_model(which=which)
     served = [s.bits for s in served_scenarios(model.model_config, model.contrasts)]
     imputer = SliceImputer(model.generator, model.model_config, model.slicing, InferenceOptions(batch_size=8),
                            name=name, served=served)
@@ -72,7 +75,8 @@ def score(work: Path):
     split = json.loads(SPLIT.read_text())
     pre = work / "preprocessed"
     imputers = [fit_baseline(pre, split["train"], CONTRASTS), imputer_of(work / "runs" / MMGAN_RUN, "MM-GAN (paired)"),
-                imputer_of(work / "runs" / "families-cyclegan-t1-flair", "CycleGAN (unpaired)"),
+                imputer_of(work / "runs" / "families-cyclegan-t1-flair", "CycleGAN (unpaired, last epoch)", "last"),
+                imputer_of(work / "runs" / "families-cyclegan-t1-flair", "CycleGAN (unpaired, best val epoch)"),
                 imputer_of(work / "runs" / "families-vae-unet-flair", "VAE-UNet")]
     subjects = eval_subjects(load_subjects(pre, split["test"], CONTRASTS))
     result = evaluate(imputers, subjects, CONTRASTS, SCENARIOS)

@@ -122,20 +122,63 @@ def table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+CARD = {
+    "description": "MM-GAN-family generator for the (T1, T1c, T2, FLAIR) contrast set, any given -> the others, "
+                   "trained on incomplete data: 48 TCGA-LGG patients without T2 (Buda et al., Computers in Biology "
+                   "and Medicine 2019; TCIA TCGA-LGG) and two real four-contrast cases (BraTS 2023 "
+                   "BraTS-GLI-00001-000 and BraTS-MET-00110-000), each subject learning from the contrasts it has. "
+                   "T2 was seen in those two cases only. Validation: the 4 LGG validation patients (no T2). "
+                   "Measured (metrics, and the README from Testing/Benchmarks/results/four.md) on the 8 LGG test "
+                   "patients and, for T2, on the third real case TCGA-DU-7294, which it never saw; leave-one-out "
+                   "models gave the two other T2 scores. Preprocessing: N4, rigid registration, brain mask, "
+                   "per-volume percentile normalization. Bounded CPU training (bf16, 1 thread, "
+                   "Testing/Benchmarks/configs/four-faithful-narrow.json).",
+    "intended_use": "Research use only, non-commercial; not for diagnosis or treatment. Adult glioma and metastasis "
+                    "brain MRI preprocessed like its training data. T2 synthesis rests on two training cases and is "
+                    "a demonstration of learning from incomplete archives, not a validated T2 model. Not for other "
+                    "contrasts (PD), other anatomy or children. Check the self-check and error maps; a synthetic "
+                    "contrast is not an acquired one.",
+    "license": "Weights: research, non-commercial use (CC BY-NC-SA 4.0, inherited from the Kaggle release of the "
+               "LGG data; TCGA-LGG images TCIA CC BY 3.0; BraTS 2023 cases for research with attribution). Cite "
+               "Buda et al. 2019, TCIA and BraTS 2023.",
+    "training_data": "../shared/data/lgg (TCGA-LGG, Buda et al. 2019; the split's 48 training patients) and "
+                     "../shared/data/real BraTS-GLI-00001-000, BraTS-MET-00110-000, preprocessed by `mrimpute preprocess`",
+}
+
+
+def card(on_lgg: dict, on_real: dict) -> dict:
+    """The shipped model's card: CARD with its measured rows (the model and linear regression, per cell)."""
+    keep = ("scenario", "scenario_label", "contrast", "n", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std")
+
+    def rows(report, method):
+        return [{k: (round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in keep}
+                for r in report["summary"] if r["method"] == method and r["n"]]
+    return {**CARD, "metrics": {
+        "test_lgg": {"subjects": "the 8 LGG test patients of splits/four-loo-TCGA-DU-7294.json (no T2)",
+                     "model": rows(on_lgg, NAMES[1]), "linear": rows(on_lgg, NAMES[0])},
+        "real_leave_one_out": {"subjects": "the three real cases, each scored by the model trained without it "
+                                           "(this bundle for TCGA-DU-7294)",
+                               "model": rows(on_real, NAMES[1]), "linear": rows(on_real, NAMES[0])}}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--train", action="store_true", help="preprocess and train (or resume) first")
     parser.add_argument("--out", type=Path, help="the compact Markdown tables")
+    parser.add_argument("--card", type=Path, help="write the shipped model's card (with the measured rows) here")
     args = parser.parse_args()
     if args.train:
         train(args.work)
     on_lgg, on_real = score(args.work)
-    texts = []
+    texts, reports = [], []
     for result, folder, title in ((on_lgg, "eval-four-lgg", "LGG test patients (8; no T2)"),
                                   (on_real, "eval-four-real", "The three real four-contrast cases, leave-one-out")):
         files = write_report(result, args.work / folder, title=title)
-        texts.append(f"### {title}\n\n" + table(json.loads(Path(files["json"]).read_text())))
+        reports.append(json.loads(Path(files["json"]).read_text()))
+        texts.append(f"#### {title}\n\n" + table(reports[-1]))
+    if args.card:
+        args.card.write_text(json.dumps(card(*reports), indent=2) + "\n")
     text = "\n".join(texts)
     print(text)
     if args.out:

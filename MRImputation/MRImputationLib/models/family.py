@@ -1,19 +1,21 @@
 """A model family behind one small protocol, and the registry of families by name.
 
-MM-GAN is one family (models/mmgan/); an unpaired CycleGAN or a VAE-UNet would be others. The rest
-of the library speaks to a family only through `ModelFamily` and the `TrainingStep` it makes: the
-trainer (training/trainer.py) builds the family's networks, runs its step and keeps its optimizers
-in checkpoints; the imputer (imputation/slice_imputer.py) runs `impute_batch`; loading
-(models/loading.py) builds the network that imputes. Nothing outside a family's subpackage asks
-which family it is.
+The families: MM-GAN (models/mmgan/, every scenario), the unpaired CycleGAN (models/cyclegan/, two
+contrasts both ways) and the VAE-UNet (models/vaeunet/, one declared target). The rest of the
+library speaks to a family only through `ModelFamily` and the `TrainingStep` it makes: the trainer
+(training/trainer.py) builds the family's networks, draws its batches as its `pairing` says
+(training/sampling.py), runs its step and keeps its optimizers and step state in checkpoints; the
+imputer (imputation/slice_imputer.py) runs `impute_batch`; loading (models/loading.py) builds the
+network that imputes; training, validation, export, imputation and evaluation keep to the
+`scenarios` it serves. Nothing outside a family's subpackage asks which family it is.
 
 A new family is new files: a subpackage models/<name>/ whose `family.py` defines `FAMILY`, an
 object with the methods of `ModelFamily`, and whose typed configuration names the family (class
 attribute `family`; in JSON the key "family", which may be left out for MM-GAN, so every model.json
 and bundle written before families existed still loads).
 
->>> family_named("mmgan").inference_network
-'generator'
+>>> family_named("mmgan").inference_network, family_named("cyclegan").pairing
+('generator', 'unpaired')
 >>> config = model_config_from_dict(family_named("mmgan").preset("tiny", 3).to_dict())
 >>> family_of(config).name, config.contrasts
 ('mmgan', 3)

@@ -166,7 +166,8 @@ def prefill(contrasts: Sequence[str], node_names: Sequence[str], skip: Iterable[
 def preselected_model(cards: Sequence, node_names: Sequence[str], current: str | None = None,
                       skip: Iterable[str] = ()) -> str | None:
     """The id of the built-in model whose contrasts the loaded volumes match best (most of its contrasts
-    named by a volume, then fewest of them absent), or None when no built-in model matches any volume.
+    named by a volume, then one that has something left to synthesize, then fewest of them absent), or
+    None when no built-in model matches any volume.
     `current` (any model's id) is kept when it matches the volumes as well as the best built-in model;
     `skip` are names never counted (our outputs).
     `cards` are models/catalogue.py ModelCards (any object with `id`, `contrasts` and `builtin`).
@@ -181,10 +182,13 @@ def preselected_model(cards: Sequence, node_names: Sequence[str], current: str |
     ('brats-1.0', None)
     >>> preselected_model(cards, ["sub-1_T1", "sub-1_FLAIR", "sub-1_T2"], current="mine-0.1")
     'mine-0.1'
+    >>> four = cards[:2] + [Card(id="four-1.0", contrasts=["T1", "T1c", "T2", "FLAIR"], builtin=True)]
+    >>> preselected_model(four, ["p_t1", "p_t1c", "p_flair"])  # all of brats-1.0 is there: T2 is what is missing
+    'four-1.0'
     """
-    def score(card) -> tuple[int, int]:
+    def score(card) -> tuple[int, bool, int]:
         found = prefill(card.contrasts, node_names, skip)
-        return len(found), len(found) - len(card.contrasts)
+        return len(found), len(found) < len(card.contrasts), len(found) - len(card.contrasts)
 
     ranked = [(score(c), c.id) for c in cards if getattr(c, "builtin", False) or c.id == current]
     ranked = [(s, i) for s, i in ranked if s[0] > 0]

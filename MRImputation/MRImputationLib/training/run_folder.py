@@ -153,14 +153,15 @@ class RunFolder:
         normalization = self.normalization_record(manifest_config.get("normalization", "percentile"))
         return PreprocessingAsTrained.from_training(manifest_config, normalization, self.slicing())
 
-    def load_model(self, device: str = "cpu"):
-        """The run's generator (best, else last checkpoint) as a LoadedModel, without exporting a bundle."""
+    def load_model(self, device: str = "cpu", which: str = "best"):
+        """The run's generator (best, else last checkpoint; `which="last"`: last) as a LoadedModel, without
+        exporting a bundle."""
         from ..models.family import served_scenarios
         from ..models.loading import LoadedModel, build_generator_for
 
         model_config = self.read_model_config()
         contrasts = self.read_contrasts()
-        weights, name = self.weights()
+        weights, name = self.weights(which)
         generator = build_generator_for(model_config)
         generator.load_state_dict(weights)
         info = {"name": model_config.name, "version": f"run:{self.path.name}:{name}", "contrasts": list(contrasts.names),
