@@ -27,7 +27,7 @@ from ..core.device import training_precision, training_threads
 from ..core.disk import explain_disk_full
 from ..core.errors import Cancelled
 from ..core.progress import Progress
-from ..models.family import Execution, FamilyConfig, Networks, availability, family_of
+from ..models.family import Execution, FamilyConfig, Networks, family_of
 from .sampling import make_sampler, seed_for
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainConfig
@@ -133,16 +133,13 @@ class Trainer:
         return images
 
     # -- one step ----------------------------------------------------------------------------------
-    def train_step(self, real: torch.Tensor, scenario: Scenario, batch: list[int] | None = None) -> dict:
+    def train_step(self, real: torch.Tensor, scenario: Scenario, batch: list[int]) -> dict:
         """The family's step on one batch (dataset indices `batch`), with `scenario`'s contrasts given: per row,
         as the sampler makes it fit what the row's subject has (under unpaired sampling, each row's one
         visible contrast instead); the losses by name."""
-        if batch is None:
-            real, available, present = real, availability(scenario, real.shape[0], self.device), None
-        else:
-            epoch, step = self.state.epoch, self.state.step
-            real, available, present = self.sampler.prepare(real, batch, scenario, self.allowed_scenarios(epoch),
-                                                            epoch, step)
+        epoch, step = self.state.epoch, self.state.step
+        real, available, present = self.sampler.prepare(real, batch, scenario, self.allowed_scenarios(epoch),
+                                                        epoch, step)
         for row in available.gt(0).tolist():
             bits = "".join("1" if a else "0" for a in row)
             self.state.scenario_slices[bits] = self.state.scenario_slices.get(bits, 0) + 1
