@@ -90,6 +90,11 @@ def test_a_declared_contrast_no_subject_has_is_named_before_training(incomplete,
                  "--contrasts", "T1,T2,FLAIR", "--progress", "none"])
     err = capsys.readouterr().err
     assert code == 2 and "no subject has FLAIR" in err and "T1 (6)" in err
+    config = tmp_path / "declared.json"  # the same, declared in the configuration
+    config.write_text(json.dumps({"model": "tiny", "contrasts": ["T1", "T2", "FLAIR"]}))
+    code = main(["train", str(incomplete / "pre"), "--out", str(tmp_path / "run2"), "--config", str(config),
+                 "--progress", "none"])
+    assert code == 2 and "no subject has FLAIR" in capsys.readouterr().err
 
 
 def test_evaluation_scores_a_cell_on_the_subjects_that_have_its_inputs_and_target(incomplete):

@@ -142,7 +142,7 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
         run.mkdir(parents=True, exist_ok=True)
         preprocessed = _shared_preprocessed(Path(data), run, context, quiet, jobs)
         manifest = read_manifest(preprocessed)
-        contrasts = folder.read_contrasts() if resume else contrasts_of(manifest, contrast_names)
+        contrasts = folder.read_contrasts() if resume else contrasts_of(manifest, contrast_names or config.contrasts)
         model_config = model_config_for(config, contrasts)
         # Every subject with at least two of the contrasts teaches a paired model; one suffices unpaired.
         have = usable_subjects(manifest, contrasts, 1 if family_of(model_config).pairing == "unpaired" else 2)

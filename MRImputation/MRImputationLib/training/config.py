@@ -17,6 +17,9 @@ class TrainConfig:
 
     model: str = "mmgan-faithful"
     model_overrides: dict = field(default_factory=dict)  # e.g. {"image_size": 128}
+    # The model's contrast set, e.g. ["T1", "T1c", "T2", "FLAIR"] (--contrasts overrides it); None: every
+    # contrast some subject has. Never shrunk to what all subjects share: subjects lacking one still train.
+    contrasts: list[str] | None = None
     epochs: int = 60
     batch_size: int = 4
     lr: float = 2e-4
@@ -94,6 +97,11 @@ def check_settings(config: TrainConfig) -> None:
     betas = config.betas
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(_number(b) and 0 <= b < 1 for b in betas)):
         raise InputError(f"training setting betas = {betas!r}: give two numbers in [0, 1), e.g. [0.5, 0.999].")
+    names = config.contrasts
+    if names is not None and not (isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) and n
+                                                                                      for n in names)):
+        raise InputError(f"training setting contrasts = {names!r}: give a list of two or more contrast names, e.g. "
+                         '["T1", "T2", "PD"] (or null for every contrast the data has).')
     for name, kind in _TEXT.items():
         if not isinstance(getattr(config, name), kind):
             raise InputError(f"training setting {name} = {getattr(config, name)!r}: must be a {kind.__name__}.")
