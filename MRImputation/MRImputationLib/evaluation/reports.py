@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +164,8 @@ def _examples_figure(result: EvaluationResult, bits: str, title: str):
     gray = colormaps["gray"]
     magma = colormaps["magma"].with_extremes(bad="black")  # outside the brain: not scored, drawn black
     examples = [e for e in result.examples if e.scenario == bits]
-    methods = result.methods
+    # Only the methods that synthesized something here (an imputer that does not serve this scenario has no column).
+    methods = [m for m in result.methods if any(m in e.synthesis for e in examples)]
     n_given = max(len(e.given) for e in examples)
     n_cols, n_rows = n_given + 1 + 2 * len(methods), len(examples)
     ny, nx = examples[0].truth.shape
@@ -197,7 +199,7 @@ def _examples_figure(result: EvaluationResult, bits: str, title: str):
                               interpolation="nearest", aspect="auto")
             if cmap is magma:
                 error_image = shown
-            ax.set_title(name, fontsize=9)
+            ax.set_title("\n".join(textwrap.wrap(name, 26)), fontsize=8)  # long method names on two lines
             if col == 0:
                 ax.set_ylabel(f"{example.subject}\nmissing {example.contrast}\nz = {example.slice_index}", fontsize=8)
     if error_image is not None:
