@@ -68,7 +68,7 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
         **folder_of_run.as_trained().bundle_fields(),
         model=model,
         training={"software": f"MRImputationLib {__version__}", "config": config, "checkpoint": checkpoint,
-                  "epochs_done": summary.get("epochs_done"), "train_subjects": summary.get("train_subjects"),
+                  "epochs_done": _epochs_done(summary, history), "train_subjects": summary.get("train_subjects"),
                   "train_slices": summary.get("train_slices"), "data": summary.get("preprocessed"), "split": split},
         metrics=metrics,
         scenarios=[s.bits for s in served_scenarios(folder_of_run.read_model_config(), contrasts)],
@@ -81,6 +81,13 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
         info.baseline = {"fitted_on": f"the training split of run {folder_of_run.path.resolve().name} "
                                       f"({linear.n_subjects} subjects)"}
     return _write(bundle, zipped, info, {_inference_network(folder_of_run): weights}, linear, half)
+
+
+def _epochs_done(summary: dict, history: list[dict]) -> int | None:
+    """Epochs the run has finished: its history's last epoch (a run stopped and resumed writes no summary
+    until a call finishes), else the summary's."""
+    epochs = [h["epoch"] for h in history if isinstance(h.get("epoch"), int)]
+    return max(epochs) if epochs else summary.get("epochs_done")
 
 
 def _inference_network(run) -> str:
