@@ -36,7 +36,7 @@ def test_unpaired_training_sees_each_patient_in_one_contrast_only(cyclegan_run, 
 
 
 def test_the_unpaired_sampler_zeroes_the_contrast_a_row_is_not_seen_in(cyclegan_run):
-    from MRImputationLib.training.sampling import UnpairedSampler
+    from MRImputationLib.training.sampling import UnpairedSampler, hide_absent
     from MRImputationLib.training.slice_cache import SliceDataset
 
     run, _ = cyclegan_run
@@ -45,7 +45,8 @@ def test_the_unpaired_sampler_zeroes_the_contrast_a_row_is_not_seen_in(cyclegan_
     sampler = UnpairedSampler(dataset, 3, seed=1, contrasts=ContrastSet(("T1", "T2"), "T1"))
     batch = sampler.batches(0)[0]
     real = torch.stack([dataset[i][0] for i in batch])
-    given, visible, present = sampler.prepare(real, batch, Scenario("10"), [Scenario("10")], 0, 0)
+    visible, present = sampler.masks(batch, Scenario("10"), [Scenario("10")], 0, 0)
+    given = hide_absent(real, present)  # what the trainer hands the step
     assert visible.tolist() == [[1, 0]] * 3 + [[0, 1]] * 3 and torch.equal(present, visible)
     assert torch.equal(given[:3, 1], torch.zeros_like(given[:3, 1])) and torch.equal(given[3:, 0], torch.zeros_like(given[3:, 0]))
     assert torch.equal(given[:3, 0], real[:3, 0]) and torch.equal(given[3:, 1], real[3:, 1])

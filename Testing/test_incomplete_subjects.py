@@ -51,7 +51,7 @@ def test_a_row_is_only_given_contrasts_its_subject_has_and_learns_only_present_t
     for epoch in range(2):
         for step, batch in enumerate(sampler.batches(epoch)):
             real = torch.stack([dataset[i][0] for i in batch])
-            _, available, present = sampler.prepare(real, batch, Scenario("110"), IXI.scenarios(), epoch, step)
+            available, present = sampler.masks(batch, Scenario("110"), IXI.scenarios(), epoch, step)
             for row, index in enumerate(batch):
                 has = dataset.presence(index)
                 assert present[row].tolist() == [float(h) for h in has]

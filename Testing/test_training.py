@@ -364,3 +364,16 @@ def test_the_voxel_path_starts_at_zero_trains_with_the_generator_and_survives_ex
     bundled = load_model(export_run(run, tmp_path / "bundle")).generator.voxel_path.state_dict()
     for name, tensor in bundled.items():
         assert torch.equal(tensor, weights[f"voxel_path.{name}"]), name
+
+
+def test_a_bundle_says_the_epochs_the_run_finished_even_when_its_summary_is_from_an_earlier_call(preprocessed,
+                                                                                                  tmp_path):
+    """A run stopped by a signal after resuming writes no summary.json: the bundle takes its epochs from the
+    history, not from the summary the earlier call left."""
+    from MRImputationLib.cli import main
+
+    _train(preprocessed, tmp_path / "run", "--epochs", "2", "--steps-per-epoch", "2")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({**summary, "epochs_done": 1}))  # an earlier call's
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "bundle"), "--no-baseline"]) == 0
+    assert json.loads((tmp_path / "bundle" / "bundle.json").read_text())["training"]["epochs_done"] == 2

@@ -36,7 +36,6 @@ from MRImputationLib.evaluation.harness import eval_subjects, evaluate  # noqa: 
 from MRImputationLib.evaluation.reports import write_report  # noqa: E402
 from MRImputationLib.evaluation.subset import ContrastSubsetImputer  # noqa: E402
 from MRImputationLib.imputation.slice_imputer import InferenceOptions, SliceImputer  # noqa: E402
-from MRImputationLib.models.family import served_scenarios  # noqa: E402
 from MRImputationLib.pipelines.evaluate import fit_baseline  # noqa: E402
 from MRImputationLib.preprocessing.preprocessed import load_subjects  # noqa: E402
 from MRImputationLib.training.run_folder import RunFolder  # noqa: E402
@@ -64,7 +63,7 @@ def imputer_of(run: Path, name: str, which: str = "best"):
     """The run's best (or last) checkpoint as an imputer of the three-contrast harness, serving what its family
     serves."""
     model = RunFolder(run).load_model(which=which)
-    served = [s.bits for s in served_scenarios(model.model_config, model.contrasts)]
+    served = [s.bits for s in model.scenarios]
     imputer = SliceImputer(model.generator, model.model_config, model.slicing, InferenceOptions(batch_size=8),
                            name=name, served=served)
     return imputer if model.contrasts.names == CONTRASTS.names else ContrastSubsetImputer(imputer, model.contrasts,

@@ -124,6 +124,10 @@ class Scenario:
     def describe(self, contrasts: "ContrastSet") -> str:
         return f"given {', '.join(self.available(contrasts))} -> synthesizing {', '.join(self.missing(contrasts))}"
 
+    def label(self, contrasts: "ContrastSet") -> str:
+        """'T2,PD→T1': the given contrasts, an arrow, the missing ones (tables, model cards)."""
+        return f"{','.join(self.available(contrasts))}→{','.join(self.missing(contrasts))}"
+
     def __str__(self) -> str:
         return self.bits
 

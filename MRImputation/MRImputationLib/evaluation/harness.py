@@ -98,8 +98,8 @@ class ExampleSlice:
 
 
 def scenario_label(scenario: Scenario, contrasts: ContrastSet) -> str:
-    """'T2,PD→T1': the given contrasts, an arrow, the missing ones."""
-    return f"{','.join(scenario.available(contrasts))}→{','.join(scenario.missing(contrasts))}"
+    """'T2,PD→T1': the given contrasts, an arrow, the missing ones (`Scenario.label`)."""
+    return scenario.label(contrasts)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -153,16 +153,14 @@ class ModelCard:
         return model.get("family", "mmgan") if isinstance(model, dict) else "mmgan"
 
     def serves(self) -> str:
-        """The scenarios the model serves, in words ("T1 → FLAIR; FLAIR → T1"); every one when it says none."""
-        from ..core.contrasts import Scenario
+        """The scenarios the model serves ("T1→FLAIR; FLAIR→T1"); "every combination ... (n)" when it serves all."""
+        from ..core.contrasts import ContrastSet, Scenario
 
         names = tuple(self.contrasts)
         every = 2 ** len(names) - 2
         if not self.scenarios or (len(names) > 2 and len(set(self.scenarios)) == every):
             return f"every combination of its contrasts ({every})"
-        return "; ".join(f"{', '.join(n for n, b in zip(names, bits) if b == '1')} → "
-                         f"{', '.join(n for n, b in zip(names, bits) if b == '0')}"
-                         for bits in (Scenario(b).bits for b in self.scenarios))
+        return "; ".join(Scenario(bits).label(ContrastSet(names, None)) for bits in self.scenarios)
 
     def label(self) -> str:
         """The model selector's text."""

@@ -168,12 +168,6 @@ def served_scenarios(config: FamilyConfig, contrasts: "ContrastSet") -> list["Sc
     return family_of(config).scenarios(config, contrasts)
 
 
-def describe_served(config: FamilyConfig, contrasts: "ContrastSet") -> str:
-    """The served scenarios in words, e.g. "T1 -> FLAIR; FLAIR -> T1"."""
-    return "; ".join(f"{','.join(s.available(contrasts))} -> {','.join(s.missing(contrasts))}"
-                     for s in served_scenarios(config, contrasts))
-
-
 def availability(scenario: "Scenario", batch: int, device) -> "Tensor":
     """(B, N) float mask, 1 where the scenario gives the contrast."""
     import torch

@@ -28,6 +28,15 @@ class LoadedModel:
     def slicing(self) -> SlicingConfig:
         return self.as_trained.slicing
 
+    @property
+    def scenarios(self) -> list:
+        """The scenarios it serves: as its bundle declares them, else as its family says (run folders)."""
+        from ..core.contrasts import Scenario
+        from .family import served_scenarios
+
+        declared = self.info.get("scenarios") if isinstance(self.info, dict) else None
+        return [Scenario(b) for b in declared] if declared else served_scenarios(self.model_config, self.contrasts)
+
 
 def build_generator_for(model_config: FamilyConfig):
     """An untrained generator (the network that imputes) of the architecture `model_config` describes,

@@ -94,7 +94,7 @@ def evaluate_model(model_path: str | Path, data: Path, out: Path, *, subjects: S
         imputers.insert(0, linear)
     progress.log(f"evaluating on {len(chosen)} subject(s): {', '.join(chosen)}")
     loaded = eval_subjects(load_subjects(preprocessed, chosen, model.contrasts))
-    scenarios = _trained_scenarios(model)
+    scenarios = model.scenarios
     result = evaluate(imputers, loaded, model.contrasts, scenarios, on_progress=progress.callback("evaluate"))
     files = write_report(result, out, title=f"{model.model_config.name} on {Path(data).name}")
     _record_baseline(files, record)
@@ -135,10 +135,3 @@ def _record_baseline(files: dict, record: dict) -> None:
     write_text(files["json"], json.dumps(document, indent=1, ensure_ascii=False) + "\n")
     markdown = Path(files["markdown"])
     write_text(markdown, markdown.read_text(encoding="utf-8").rstrip("\n") + f"\n\n{record['note']}\n")
-
-
-def _trained_scenarios(model):
-    from ..core.contrasts import Scenario
-
-    bits = model.info.get("scenarios") if isinstance(model.info, dict) else None
-    return [Scenario(b) for b in bits] if bits else None

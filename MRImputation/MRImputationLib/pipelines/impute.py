@@ -63,7 +63,7 @@ def _check_inputs(model, inputs: dict) -> Scenario:
     if set(given) == set(names):
         raise InputError(f"every contrast of the model ({', '.join(names)}) is given: nothing is missing to synthesize.")
     scenario = model.contrasts.scenario_for(given)
-    trained = _served(model)
+    trained = [s.bits for s in model.scenarios]
     if scenario.bits not in trained:
         served = "; ".join(Scenario(bits).describe(model.contrasts) for bits in trained)
         raise InputError(f"this model was not trained for {scenario.describe(model.contrasts)} (scenario {scenario.bits}); "
@@ -162,7 +162,7 @@ def _impute(model_path: str | Path, inputs: dict, out: Path, options: ImputeOpti
         if options.self_check:
             with _timed(timings, "self_check_s"):
                 report["self_check"] = self_check(imputer, stack, scenario, contrasts, frame, mask, params,
-                                                  pre.volumes, progress, _served(model))
+                                                  pre.volumes, progress, [s.bits for s in model.scenarios])
         if real:
             report["comparison"] = _compare_with_references(real, written, staging, frame, pre.mask, n4, progress)
         timings["total_s"] = round(time.monotonic() - start, 2)
@@ -325,11 +325,6 @@ def uncertainty(model, stack, scenario, frame, mask, slicing, inference, options
         passes.append(stochastic.predict(stack, scenario, frame=frame, mask=mask))
     progress.update("uncertainty", 1.0, "done")
     return np.std(np.stack(passes), axis=0)
-
-
-def _served(model) -> list[str]:
-    """The scenarios (bit strings) the model serves, as its bundle declares them (all, if it does not)."""
-    return model.info.get("scenarios") or [s.bits for s in model.contrasts.scenarios()]
 
 
 def _hidden(scenario: Scenario, i: int) -> Scenario:

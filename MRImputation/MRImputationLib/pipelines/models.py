@@ -32,9 +32,9 @@ def models_table(rows: list[dict]) -> str:
     """The rows as a plain-text table for people.
 
     >>> print(models_table([{"name": "m", "version": "1.0", "contrasts": ["T1", "T2"], "kind": "built-in",
-    ...                      "path": "/x/m", "family": "cyclegan", "serves": "T1 → T2; T2 → T1"}]))
-    name  version  family    contrasts  serves            kind      path
-    m     1.0      cyclegan  T1, T2     T1 → T2; T2 → T1  built-in  /x/m
+    ...                      "path": "/x/m", "family": "cyclegan", "serves": "T1→T2; T2→T1"}]))
+    name  version  family    contrasts  serves        kind      path
+    m     1.0      cyclegan  T1, T2     T1→T2; T2→T1  built-in  /x/m
     """
     if not rows:
         return "No model is built in or installed."

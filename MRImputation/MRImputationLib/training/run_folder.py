@@ -156,7 +156,6 @@ class RunFolder:
     def load_model(self, device: str = "cpu", which: str = "best"):
         """The run's generator (best, else last checkpoint; `which="last"`: last) as a LoadedModel, without
         exporting a bundle."""
-        from ..models.family import served_scenarios
         from ..models.loading import LoadedModel, build_generator_for
 
         model_config = self.read_model_config()
@@ -165,8 +164,7 @@ class RunFolder:
         generator = build_generator_for(model_config)
         generator.load_state_dict(weights)
         info = {"name": model_config.name, "version": f"run:{self.path.name}:{name}", "contrasts": list(contrasts.names),
-                "reference": contrasts.reference,
-                "scenarios": [s.bits for s in served_scenarios(model_config, contrasts)]}
+                "reference": contrasts.reference}
         return LoadedModel(generator.eval(), model_config, contrasts, self.as_trained(), info, self.path)
 
 

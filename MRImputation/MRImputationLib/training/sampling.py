@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from ..core.contrasts import ContrastSet, Scenario
+from ..core.errors import InputError
 
 
 def seed_for(*parts: int) -> int:
@@ -43,6 +44,11 @@ def fits(scenario: Scenario, present: Sequence[bool]) -> bool:
     """
     given = all(p for p, available in zip(present, scenario.mask) if available)
     return given and any(p for p, available in zip(present, scenario.mask) if not available)
+
+
+def hide_absent(real: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+    """`real` with every contrast a row does not have (or is not seen in, unpaired) zeroed; as is when None."""
+    return real if present is None else real * present[:, :, None, None].to(real.dtype)
 
 
 class PairedSampler:
@@ -74,13 +80,13 @@ class PairedSampler:
         size = self.batch_size
         return [indices[i:i + size] for i in range(0, len(indices) - size + 1, size)]
 
-    def prepare(self, real: torch.Tensor, batch: list[int], scenario: Scenario, allowed: Sequence[Scenario],
-                epoch: int, step: int):
-        """(real, available, present) for the step: the slices whole; per row the given contrasts (the batch's
-        scenario, or for a subject it does not fit one of `allowed` that does); per row the contrasts the
-        subject has (None when every row has every contrast)."""
+    def masks(self, batch: list[int], scenario: Scenario, allowed: Sequence[Scenario], epoch: int, step: int
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(available, present), (B, N) CPU masks for the step: per row the given contrasts (the batch's
+        scenario, or for a subject it does not fit one of `allowed` that does) and the contrasts its subject
+        has (None when every subject has every contrast)."""
         if self.complete:
-            return real, torch.tensor(scenario.mask, dtype=torch.float32, device=real.device).expand(len(batch), -1), None
+            return torch.tensor(scenario.mask, dtype=torch.float32).expand(len(batch), -1), None
         presence = [self.dataset.presence(i) for i in batch]
         rows = []
         for row, present in enumerate(presence):
@@ -91,8 +97,7 @@ class PairedSampler:
                     seed_for(self.seed, epoch, step, 10 + row)))
                 chosen = options[int(pick)]
             rows.append(chosen.mask)
-        available = torch.tensor(rows, dtype=torch.float32, device=real.device)
-        return real, available, torch.tensor(presence, dtype=torch.float32, device=real.device)
+        return torch.tensor(rows, dtype=torch.float32), torch.tensor(presence, dtype=torch.float32)
 
     def describe(self) -> dict:
         out = {"pairing": "paired"}
@@ -132,21 +137,17 @@ class UnpairedSampler:
         subjects = sorted(set(dataset.subjects))
         presence = dict(zip(dataset.subjects, getattr(dataset, "present", None) or [(True, True)] * len(subjects)))
         if len(subjects) < 2:
-            from ..core.errors import InputError
-
             raise InputError(f"unpaired training needs at least two training subjects (one per contrast); the split "
                              f"has {len(subjects)}: {', '.join(subjects)}.")
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.world_size, self.rank, self.contrasts = world_size, rank, contrasts
         self.domains = unpaired_domains(subjects, seed, presence)
         if len(set(self.domains.values())) < 2:
-            from ..core.errors import InputError
-
             raise InputError(f"unpaired training needs subjects seen in each of {', '.join(contrasts.names)}; every "
                              f"training subject has only {contrasts.names[next(iter(self.domains.values()))]}.")
         self.slices = [[], []]
-        for index in range(len(dataset)):
-            self.slices[self.domains[dataset.locate(index)[0]]].append(index)
+        for k, subject in enumerate(dataset.subjects):
+            self.slices[self.domains[subject]].extend(range(int(dataset.offsets[k]), int(dataset.offsets[k + 1])))
         self.of_index = {index: d for d in (0, 1) for index in self.slices[d]}
         self.rows_per_step = 2 * batch_size
 
@@ -160,14 +161,14 @@ class UnpairedSampler:
         size = self.batch_size
         return [a[i:i + size] + b[i:i + size] for i in range(0, min(len(a), len(b)) - size + 1, size)]
 
-    def prepare(self, real: torch.Tensor, batch: list[int], scenario: Scenario, allowed: Sequence[Scenario],
-                epoch: int, step: int):
-        """(real with each row's unseen contrast zeroed, the (B, 2) mask of the contrast each row is seen in, the
-        same as what each row has); the scenario plays no part: both directions train on every batch."""
-        rows = torch.zeros(len(batch), 2, device=real.device)
+    def masks(self, batch: list[int], scenario: Scenario, allowed: Sequence[Scenario], epoch: int, step: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(available, present): both the (B, 2) mask of the one contrast each row is seen in (the trainer zeroes
+        the other); the scenario plays no part: both directions train on every batch."""
+        rows = torch.zeros(len(batch), 2)
         for row, index in enumerate(batch):
             rows[row, self.of_index[index]] = 1.0
-        return real * rows[:, :, None, None].to(real.dtype), rows, rows
+        return rows, rows
 
     def describe(self) -> dict:
         names = self.contrasts.names

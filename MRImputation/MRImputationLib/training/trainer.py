@@ -28,7 +28,7 @@ from ..core.disk import explain_disk_full
 from ..core.errors import Cancelled
 from ..core.progress import Progress
 from ..models.family import Execution, FamilyConfig, Networks, family_of
-from .sampling import make_sampler, seed_for
+from .sampling import hide_absent, make_sampler, seed_for
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainConfig
 from .curriculum import Curriculum
@@ -136,14 +136,15 @@ class Trainer:
     def train_step(self, real: torch.Tensor, scenario: Scenario, batch: list[int]) -> dict:
         """The family's step on one batch (dataset indices `batch`), with `scenario`'s contrasts given: per row,
         as the sampler makes it fit what the row's subject has (under unpaired sampling, each row's one
-        visible contrast instead); the losses by name."""
+        visible contrast instead); a contrast a row does not have is zeroed. The losses by name."""
         epoch, step = self.state.epoch, self.state.step
-        real, available, present = self.sampler.prepare(real, batch, scenario, self.allowed_scenarios(epoch),
-                                                        epoch, step)
-        for row in available.gt(0).tolist():
+        available, present = self.sampler.masks(batch, scenario, self.allowed_scenarios(epoch), epoch, step)
+        for row in available.gt(0).tolist():  # CPU masks: no device sync
             bits = "".join("1" if a else "0" for a in row)
             self.state.scenario_slices[bits] = self.state.scenario_slices.get(bits, 0) + 1
-        return self.training_step(real, available, present)
+        available = available.to(self.device)
+        present = None if present is None else present.to(self.device)
+        return self.training_step(hide_absent(real, present), available, present)
 
     # -- checkpoints ---------------------------------------------------------------------------------
     @property
