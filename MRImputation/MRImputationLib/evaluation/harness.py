@@ -291,9 +291,8 @@ def evaluate(
                 raise InputError(f"scenario {scenario.bits} does not have one bit per contrast ({', '.join(contrasts.names)}).")
             missing = [i for i, available in enumerate(scenario.mask) if not available]
             # A subject is scored where it has the scenario's inputs, on the missing contrasts it has.
-            scored = [m for m in missing if subject.has(m)]
-            if not scored or not all(subject.has(a) for a in range(len(contrasts)) if scenario.mask[a]):
-                scored = []
+            inputs_there = all(subject.has(a) for a, available in enumerate(scenario.mask) if available)
+            scored = [m for m in missing if subject.has(m)] if inputs_there else []
             given = stack.copy()
             given[missing] = 0.0
             scenario_examples = {}
