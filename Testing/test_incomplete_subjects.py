@@ -11,7 +11,7 @@ import torch
 
 from conftest import train_cli
 from MRImputationLib.core.contrasts import IXI, Scenario
-from MRImputationLib.models.mmgan.training_step import l1_on_missing, masked_mse
+from MRImputationLib.models.mmgan.training_step import pixel_loss_on_missing, masked_mse
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +64,10 @@ def test_losses_leave_out_the_contrasts_a_subject_lacks():
     real, fake = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
     available = torch.tensor([[1.0, 0, 0], [1, 0, 0]])
     present = torch.tensor([[1.0, 1, 1], [1, 1, 0]])  # the second row's subject lacks PD
-    assert float(l1_on_missing(fake, real, available)) == 1.0
-    assert float(l1_on_missing(fake, real, available, present)) == 1.0  # a mean over the 3 present targets
+    assert float(pixel_loss_on_missing(fake, real, available)) == 1.0
+    assert float(pixel_loss_on_missing(fake, real, available, present)) == 1.0  # a mean over the 3 present targets
     fake[1, 2] = 100.0  # whatever the network makes of the absent contrast does not count
-    assert float(l1_on_missing(fake, real, available, present)) == 1.0
+    assert float(pixel_loss_on_missing(fake, real, available, present)) == 1.0
     maps = torch.zeros(2, 3, 2, 2)
     maps[1, 2] = 5.0
     assert float(masked_mse(maps, torch.zeros_like(maps), present)) == 0.0

@@ -17,7 +17,7 @@ from MRImputationLib.training.curriculum import Curriculum
 from MRImputationLib.core.contrasts import BRATS, IXI, Scenario
 from MRImputationLib.models.mmgan.config import preset
 from MRImputationLib.models.mmgan.conditioning import generator_input
-from MRImputationLib.models.mmgan.training_step import fake_targets, l1_on_missing
+from MRImputationLib.models.mmgan.training_step import fake_targets, pixel_loss_on_missing
 
 
 @pytest.fixture
@@ -43,9 +43,9 @@ def test_l1_counts_only_the_missing_channels():
     fake = real.clone()
     fake[:, 0] += 1.0  # wrong on channel 0 only
     available = torch.tensor([[0.0, 1.0, 1.0]] * 2)
-    assert l1_on_missing(fake, real, available).item() == pytest.approx(1.0)
+    assert pixel_loss_on_missing(fake, real, available).item() == pytest.approx(1.0)
     available = torch.tensor([[1.0, 0.0, 1.0]] * 2)
-    assert l1_on_missing(fake, real, available).item() == pytest.approx(0.0)
+    assert pixel_loss_on_missing(fake, real, available).item() == pytest.approx(0.0)
 
 
 def test_missing_inputs_are_zeros_and_fake_targets_mark_real_copies():

@@ -148,7 +148,8 @@ def cmd_export(args: argparse.Namespace, progress: Progress) -> dict:
     except (OSError, ValueError) as error:
         raise InputError(f"{args.card}: not a readable JSON model card ({error}); fix the file or leave out --card.")
     path = export_run(args.run, args.bundle, name=args.name, version=args.version, which=args.checkpoint,
-                      half=args.half, baseline=not args.no_baseline, progress=progress, card=card)
+                      half=args.half, baseline=not args.no_baseline, progress=progress, card=card,
+                      flip_average=args.flip_average)
     progress.log(f"bundle written to {path}")
     return {"bundle": str(path)}
 
@@ -273,6 +274,7 @@ def _add_export_command(commands) -> None:
     p.add_argument("--half", action="store_true", help="weights stored as float16 (half the size; loaded as float32)")
     p.add_argument("--no-baseline", action="store_true", help="leave out the linear baseline of the training split")
     p.add_argument("--card", type=Path, help="a JSON model card: description, intended_use, license, metrics")
+    p.add_argument("--flip-average", action="store_true", help="the bundle imputes with test-time left-right flips")
     _add_progress(p)
     p.set_defaults(handler=cmd_export)
 

@@ -2,15 +2,19 @@
 
     python Testing/Benchmarks/bench_lgg.py --data ../shared/data/lgg --work WORK [--train] \
         --out Testing/Benchmarks/results/lgg.md
+    python Testing/Benchmarks/bench_lgg.py --work WORK --part val --out Testing/Benchmarks/results/lgg-val.md
 
 With --train, each configuration of Testing/Benchmarks/configs/lgg-*.json is trained first through the
 command line (`mrimpute train WORK/preprocessed --out WORK/runs/<config> --split splits/lgg.json
---threads 1`, resumed where a run exists); without it, the runs already in WORK/runs are scored.
+--threads 1`, from WORK, resumed where a run exists; a configuration's `init_from` names a run folder relative to
+WORK, e.g. "runs/lgg-faithful-narrow", trained before it in name order); without it, the runs already in
+WORK/runs are scored. The runs of FLIPPED are scored a second time with test-time flips ("+ flips":
+each slice's output averaged with its left-right mirror's, InferenceOptions.flip_average).
 Scoring: linear regression fitted on the 48 training patients, and every run's best checkpoint
-(highest validation PSNR), all on the 8 test patients of Testing/Benchmarks/splits/lgg.json, in one
-call of the evaluation harness (EVALUATION.md: masked PSNR/SSIM/MAE per scenario x missing contrast,
+(highest validation PSNR), all on the 8 test patients of Testing/Benchmarks/splits/lgg.json (--part val:
+the 4 validation patients, where the shipped configuration is chosen), in one call of the evaluation harness (EVALUATION.md: masked PSNR/SSIM/MAE per scenario x missing contrast,
 tumour and rest-of-brain scores where the `_seg` masks are carried, paired Wilcoxon tests). Writes
-the full report (results.md/.json/.csv, figures) to WORK/eval and the compact table to --out.
+the full report (results.md/.json/.csv, figures) to WORK/eval (WORK/eval-val) and the compact table to --out.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from MRImputationLib.training.run_folder import RunFolder  # noqa: E402
 
 SPLIT = HERE / "splits" / "lgg.json"
 CONFIGS = sorted((HERE / "configs").glob("lgg-*.json"))
+FLIPPED = ("lgg-faithful-narrow", "lgg-tuned-l1", "lgg-tuned-mse")
+FLIPS = " + flips"
 
 
 def train(data: Path, work: Path, configs: list[Path]) -> None:
@@ -49,7 +55,7 @@ def train(data: Path, work: Path, configs: list[Path]) -> None:
         run = work / "runs" / config.stem
         resume = ["--resume"] if RunFolder(run).config.exists() else []
         subprocess.run([*mrimpute, "train", str(pre), "--out", str(run), "--config", str(config), "--split", str(SPLIT),
-                        "--threads", "1", "--progress", "none", *resume], check=True, env=env)
+                        "--threads", "1", "--progress", "none", *resume], check=True, env=env, cwd=work)
 
 
 def _run_facts(run: RunFolder) -> dict:
@@ -61,8 +67,8 @@ def _run_facts(run: RunFolder) -> dict:
             "slices_per_s": sum(speeds) / len(speeds) if speeds else None}
 
 
-def score(work: Path, runs: list[Path]) -> tuple:
-    """Every method on the test patients in one harness call; (result, contrasts, None)."""
+def score(work: Path, runs: list[Path], part: str = "test") -> tuple:
+    """Every method on the split's `part` ("test" or "val") in one harness call; (result, contrasts, None)."""
     split = json.loads(SPLIT.read_text())
     pre = work / "preprocessed"
     models = [RunFolder(r).load_model() for r in runs]
@@ -71,9 +77,11 @@ def score(work: Path, runs: list[Path]) -> tuple:
         raise SystemExit("the runs do not share one contrast set")
     imputers = [fit_baseline(pre, split["train"], contrasts)]
     for run, model in zip(runs, models):
-        imputers.append(SliceImputer(model.generator, model.model_config, model.slicing,
-                                     InferenceOptions(batch_size=8), name=run.name))
-    subjects = eval_subjects(load_subjects(pre, split["test"], contrasts))
+        for flip in (False, True) if run.name in FLIPPED else (False,):
+            imputers.append(SliceImputer(model.generator, model.model_config, model.slicing,
+                                         InferenceOptions(batch_size=8, flip_average=flip),
+                                         name=run.name + (FLIPS if flip else "")))
+    subjects = eval_subjects(load_subjects(pre, split[part], contrasts))
     return evaluate(imputers, subjects, ContrastSet(contrasts.names, contrasts.reference)), contrasts, None
 
 
@@ -92,7 +100,7 @@ def table(report: dict, facts: dict) -> str:
              for c in report["comparisons"] if c["metric"] == "psnr"}
     lines = ["| method | epochs (best) | val PSNR | slices/s |", "|---|---|---|---|"]
     for method in report["methods"]:
-        fact = facts.get(method, {})
+        fact = facts.get(method.removesuffix(FLIPS), {})
         if method == linear:
             lines.append(f"| {method} | fitted on the 48 training patients | – | – |")
             continue
@@ -125,19 +133,23 @@ def main() -> None:
     parser.add_argument("--configs", nargs="*", help="config names (default: every configs/lgg-*.json)")
     parser.add_argument("--out", type=Path, help="the compact Markdown table")
     parser.add_argument("--table-only", action="store_true", help="redo the table from WORK/eval/results.json")
+    parser.add_argument("--part", choices=("test", "val"), default="test",
+                        help="the split's test patients (default) or its validation patients")
     args = parser.parse_args()
     configs = [c for c in CONFIGS if not args.configs or c.stem in args.configs]
     if args.train:
         train(args.data, args.work, configs)
     runs = [args.work / "runs" / c.stem for c in configs if RunFolder(args.work / "runs" / c.stem).holds_run()]
+    report = args.work / ("eval" if args.part == "test" else "eval-val")
     if not args.table_only:
-        result, contrasts, _ = score(args.work, runs)
-        write_report(result, args.work / "eval", title=f"LGG test patients, {', '.join(contrasts.names)}")
+        result, contrasts, _ = score(args.work, runs, args.part)
+        write_report(result, report, title=f"LGG {args.part} patients, {', '.join(contrasts.names)}")
     facts = {run.name: _run_facts(RunFolder(run)) for run in runs}
-    text = table(json.loads((args.work / "eval" / "results.json").read_text()), facts)
+    text = table(json.loads((report / "results.json").read_text()), facts)
     print(text)
     if args.out:
-        args.out.write_text(f"`python Testing/Benchmarks/bench_lgg.py --work WORK --train`\n\n{text}")
+        command = "--train" if args.part == "test" else "--part val"
+        args.out.write_text(f"`python Testing/Benchmarks/bench_lgg.py --work WORK {command}` ({args.part} patients)\n\n{text}")
 
 
 if __name__ == "__main__":

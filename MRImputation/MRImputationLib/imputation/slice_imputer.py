@@ -16,7 +16,7 @@ import numpy as np
 from ..core.contrasts import Scenario
 from ..core.volume import Volume
 from ..models.family import FamilyConfig
-from ..models.slicing import SlicingConfig, from_slices, plan_slices, to_slices
+from ..models.slicing import SlicingConfig, from_slices, plan_slices, to_slices, with_context
 
 
 @dataclass
@@ -28,6 +28,9 @@ class InferenceOptions:
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
     channels_last: bool = True
     stochastic: bool = False  # dropout on (for uncertainty); off = the deterministic estimate
+    # Test-time flip: each slice also goes through mirrored left-right and the two outputs are averaged
+    # (twice the compute). A model trained with augment_flip sees both sides as equally likely.
+    flip_average: bool = False
 
 
 class SliceImputer:
@@ -72,6 +75,7 @@ class SliceImputer:
 
     def predict_slices(self, slices: np.ndarray, scenario: Scenario) -> np.ndarray:
         """(Z, C, S, S) normalized slices (missing channels ignored) -> (Z, C, S, S) with the missing synthesized.
+        The slices are consecutive: a 2.5-D network takes each one's neighbours from among them.
 
         A CUDA out-of-memory error halves the batch and retries instead of failing.
         """
@@ -90,17 +94,21 @@ class SliceImputer:
     def _run_batches(self, slices: np.ndarray, scenario: Scenario) -> np.ndarray:
         import torch
 
-        from ..models.family import Execution, availability, family_of
+        from ..models.family import Execution, availability, context_slices, family_of
 
         family = family_of(self.model_config)
         execution = Execution(self.device.type, self._dtype(), self.channels_last)
         out = np.empty_like(slices, dtype=np.float32)
+        slices = with_context(slices, context_slices(self.model_config))  # a 2.5-D network's neighbours
         with torch.inference_mode():
             for start in range(0, slices.shape[0], self.options.batch_size):
                 batch = np.ascontiguousarray(slices[start:start + self.options.batch_size])
                 real = torch.from_numpy(batch).to(self.device)
                 available = availability(scenario, real.shape[0], self.device)
                 imputed = family.impute_batch(self.model_config, self.generator, real, available, execution)
+                if self.options.flip_average:
+                    mirrored = family.impute_batch(self.model_config, self.generator, real.flip(-1), available, execution)
+                    imputed = 0.5 * (imputed + mirrored.flip(-1))
                 out[start:start + real.shape[0]] = imputed.cpu().numpy()
         return out
 

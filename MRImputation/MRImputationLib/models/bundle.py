@@ -47,6 +47,9 @@ _WEIGHTS_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+INFERENCE_SETTINGS = ("flip_average",)  # imputation/slice_imputer.py's InferenceOptions a bundle may set
+
+
 @dataclass
 class BundleInfo:
     """Everything `bundle.json` says about a model, except the weights' hashes.
@@ -72,6 +75,7 @@ class BundleInfo:
     license: str = ""
     description: str = ""
     baseline: dict = field(default_factory=dict)  # the recorded linear baseline: file, n_subjects, fitted_on
+    inference: dict = field(default_factory=dict)  # how the model was measured to run: {"flip_average": true}
 
     def model_config(self) -> FamilyConfig:
         return model_config_from_dict(self.model)
@@ -104,7 +108,7 @@ class BundleInfo:
             raise InputError(f"{source}: 'contrasts' {self.contrasts} repeats a name.")
         if self.reference not in self.contrasts:
             raise InputError(f"{source}: reference contrast {self.reference!r} is not one of {', '.join(self.contrasts)}.")
-        for key in ("normalization", "preprocessing", "model", "training", "metrics", "baseline"):
+        for key in ("normalization", "preprocessing", "model", "training", "metrics", "baseline", "inference"):
             if not isinstance(getattr(self, key), dict):
                 raise InputError(f"{source}: {key!r} must be a JSON object.")
         try:
@@ -115,6 +119,10 @@ class BundleInfo:
             raise InputError(
                 f"{source}: the network has {config.contrasts} channels but {len(self.contrasts)} contrasts are named."
             )
+        unknown = sorted(set(self.inference) - set(INFERENCE_SETTINGS))
+        if unknown or not all(isinstance(v, bool) for v in self.inference.values()):
+            raise InputError(f"{source}: 'inference' takes {', '.join(INFERENCE_SETTINGS)} (true or false), "
+                             f"got {self.inference}.")
         for bits in self.scenarios:
             if not (isinstance(bits, str) and len(bits) == len(self.contrasts) and set(bits) <= {"0", "1"}):
                 raise InputError(f"{source}: scenario {bits!r} is not a bit string over {len(self.contrasts)} contrasts.")

@@ -198,6 +198,11 @@ def family_named(name: str) -> ModelFamily:
     return _registered[name]
 
 
+def context_slices(config: FamilyConfig) -> int:
+    """How many neighbouring slices on each side the family's network takes (2.5-D); 0 for a single slice."""
+    return int(getattr(config, "context_slices", 0))
+
+
 def family_of(config: FamilyConfig) -> ModelFamily:
     """The family a typed configuration belongs to."""
     return family_named(type(config).family)

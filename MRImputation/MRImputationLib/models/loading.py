@@ -29,6 +29,12 @@ class LoadedModel:
         return self.as_trained.slicing
 
     @property
+    def flip_average(self) -> bool:
+        """Whether the model runs with test-time flips (its bundle's `inference`; run folders: no)."""
+        inference = self.info.get("inference") if isinstance(self.info, dict) else None
+        return bool((inference or {}).get("flip_average", False))
+
+    @property
     def scenarios(self) -> list:
         """The scenarios it serves: as its bundle declares them, else as its family says (run folders)."""
         from ..core.contrasts import Scenario

@@ -295,3 +295,35 @@ def from_slices(slices: np.ndarray, geometry: SliceGeometry, fill: float = 0.0) 
     s0, s1 = geometry.slice_range
     oriented[:, s0:s1, image_rows, image_cols] = box[:, :, box_rows, box_cols].transpose(1, 0, 2, 3)
     return volumes
+
+
+def context_offsets(k: int) -> list[int]:
+    """The neighbours a 2.5-D network is given, in channel-group order: -1, +1, -2, +2, ... up to k.
+
+    >>> context_offsets(2)
+    [-1, 1, -2, 2]
+    """
+    return [d for i in range(1, k + 1) for d in (-i, i)]
+
+
+def with_context(slices: np.ndarray, k: int) -> np.ndarray:
+    """(Z, C, S, S) consecutive network slices -> (Z, C·(1 + 2k), S, S): each slice's own channels, then those
+    of its neighbours at `context_offsets(k)`; zeros for a neighbour beyond the first or last slice.
+
+    >>> x = np.arange(3, dtype=np.float32).reshape(3, 1, 1, 1)
+    >>> with_context(x, 1)[:, :, 0, 0].tolist()
+    [[0.0, 0.0, 1.0], [1.0, 0.0, 2.0], [2.0, 1.0, 0.0]]
+    """
+    slices = np.asarray(slices, np.float32)
+    if k == 0:
+        return slices
+    n = slices.shape[0]
+    groups = [slices]
+    for d in context_offsets(k):
+        shifted = np.zeros_like(slices)
+        if d < 0:
+            shifted[-d:] = slices[: n + d]
+        else:
+            shifted[: n - d] = slices[d:]
+        groups.append(shifted)
+    return np.ascontiguousarray(np.concatenate(groups, axis=1))

@@ -86,7 +86,7 @@ def evaluate_model(model_path: str | Path, data: Path, out: Path, *, subjects: S
                          f"({', '.join(model.contrasts.names)}).")
     split = read_json_file(split_file, "split") if split_file else _split_of_model(model)
     chosen, train = choose_subjects(available, subjects, split)
-    imputers = [SliceImputer(model.generator, model.model_config, model.slicing, InferenceOptions(device=device),
+    imputers = [SliceImputer(model.generator, model.model_config, model.slicing, InferenceOptions(device=device, flip_average=model.flip_average),
                            name=model.model_config.name)]
     linear, record = (_baseline(model, preprocessed, train, progress) if baseline else
                       (None, {"fitted_on": None, "note": "Linear baseline: left out (--no-baseline)."}))

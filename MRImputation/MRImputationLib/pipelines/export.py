@@ -32,10 +32,11 @@ INTENDED_USE = (
 
 def export_run(run: str | Path, bundle: str | Path, name: str | None = None, version: str = "0.1.0",
                which: str = "best", as_zip: bool = False, half: bool = False, baseline: bool = True,
-               progress: Progress | None = None, card: dict | None = None) -> Path:
+               progress: Progress | None = None, card: dict | None = None, flip_average: bool = False) -> Path:
     """A bundle of the run's best (or last) weights; `card` sets the model card's `description`,
     `intended_use`, `license`, adds its `metrics` (e.g. the measured test table) and with
-    `training_data` says where the data came from instead of the training machine's path."""
+    `training_data` says where the data came from instead of the training machine's path. With
+    `flip_average` the bundle says to impute with test-time flips (as it was measured)."""
     from .. import __version__
     from ..models.bundle import BundleInfo
     from ..models.family import served_scenarios
@@ -74,6 +75,7 @@ def export_run(run: str | Path, bundle: str | Path, name: str | None = None, ver
         scenarios=[s.bits for s in served_scenarios(folder_of_run.read_model_config(), contrasts)],
         intended_use=INTENDED_USE,
         license="Apache-2.0 (weights); check the training data's own terms",
+        inference={"flip_average": True} if flip_average else {},
     )
     _apply_card(info, card or {})
     linear = training_baseline(folder_of_run, contrasts, progress or Progress("none")) if baseline else None

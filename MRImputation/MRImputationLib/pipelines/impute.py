@@ -258,7 +258,8 @@ def _make_imputer(model, device: str, precision: str, batch_size: int):
     from ..imputation.slice_imputer import InferenceOptions, SliceImputer
 
     slicing = replace(model.slicing, skip_empty=True)  # at inference, slices without brain are always skipped
-    inference = InferenceOptions(device=device, batch_size=batch_size, precision=precision)
+    inference = InferenceOptions(device=device, batch_size=batch_size, precision=precision,
+                                 flip_average=model.flip_average)
     return SliceImputer(model.generator, model.model_config, slicing, inference)
 
 

@@ -216,11 +216,12 @@ def _start_trainer(folder: RunFolder, preprocessed: Path, config: TrainConfig, m
                    slicing, context, progress: Progress, resume: bool) -> tuple:
     """(the Trainer, resumed if asked, the split, the training slices), every rank, once the run folder is ready."""
     from ..data.splits import Split
+    from ..models.family import context_slices
     from ..training.slice_cache import SliceDataset
     from ..training.trainer import Trainer
 
     split = Split.load(folder.split)
-    dataset = SliceDataset(folder.cache, split.train)
+    dataset = SliceDataset(folder.cache, split.train, context=context_slices(model_config))
     validator = (make_validator(preprocessed, split.val, contrasts, model_config, slicing, context.device)
                  if split.val and context.is_main else None)
     trainer = Trainer(config, model_config, contrasts, dataset, folder.path, context, progress, validator)

@@ -27,7 +27,8 @@ class TrainConfig:
     lr_halve_every: int | None = None  # epochs; None = constant LR as in MM-GAN
     lr_linear_decay_after: int | None = None  # epochs at full LR, then linear decay to 0 (CycleGAN); None = off
     lambda_adversarial: float = 0.1
-    lambda_l1: float = 0.9
+    lambda_l1: float = 0.9  # the pixel loss's weight (L1 in MM-GAN)
+    pixel_loss: str = "l1"  # "l1" (MM-GAN) or "mse" (the squared error: what PSNR scores)
     curriculum: str = "mmgan"
     seed: int = 0
     crop: str = "full"  # slices: the whole plane ("full", as MM-GAN) or the brain's box ("brain")
@@ -42,6 +43,9 @@ class TrainConfig:
     validate_every: int = 1  # epochs
     num_workers: int = 0
     stop_after_steps: int | None = None  # stop (with a checkpoint) after this many steps in this call
+    # A run folder whose networks start this run (fine-tuning): its best generator and its last checkpoint's
+    # other networks; same network configuration and contrasts. None: fresh initialisation.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -72,7 +76,8 @@ class TrainConfig:
 _WHOLE = {"epochs": 1, "batch_size": 1, "lr_halve_every": 1, "lr_linear_decay_after": 0, "seed": 0, "threads": 1, "steps_per_epoch": 1,
           "checkpoint_every": 0, "validate_every": 1, "num_workers": 0, "stop_after_steps": 1}
 _OPTIONAL = {"lr_halve_every", "lr_linear_decay_after", "threads", "steps_per_epoch", "stop_after_steps"}
-_TEXT = {"model": str, "curriculum": str, "crop": str, "mixed_precision": str, "model_overrides": dict,
+PIXEL_LOSSES = ("l1", "mse")
+_TEXT = {"model": str, "curriculum": str, "crop": str, "mixed_precision": str, "model_overrides": dict, "pixel_loss": str,
          "skip_empty": bool, "augment_flip": bool, "channels_last": bool}
 
 
@@ -105,6 +110,10 @@ def check_settings(config: TrainConfig) -> None:
     for name, kind in _TEXT.items():
         if not isinstance(getattr(config, name), kind):
             raise InputError(f"training setting {name} = {getattr(config, name)!r}: must be a {kind.__name__}.")
+    if config.pixel_loss not in PIXEL_LOSSES:
+        raise InputError(f"training setting pixel_loss = {config.pixel_loss!r}: use one of {', '.join(PIXEL_LOSSES)}.")
+    if config.init_from is not None and not (isinstance(config.init_from, str) and config.init_from):
+        raise InputError(f"training setting init_from = {config.init_from!r}: give a run folder's path (or null).")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

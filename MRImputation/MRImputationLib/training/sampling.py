@@ -47,8 +47,12 @@ def fits(scenario: Scenario, present: Sequence[bool]) -> bool:
 
 
 def hide_absent(real: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
-    """`real` with every contrast a row does not have (or is not seen in, unpaired) zeroed; as is when None."""
-    return real if present is None else real * present[:, :, None, None].to(real.dtype)
+    """`real` with every contrast a row does not have (or is not seen in, unpaired) zeroed, in the slice and
+    in its 2.5-D neighbours (groups of the same channels after it); as is when None."""
+    if present is None:
+        return real
+    weight = present[:, :, None, None].to(real.dtype)
+    return real * weight.repeat(1, real.shape[1] // weight.shape[1], 1, 1)
 
 
 class PairedSampler:

@@ -22,7 +22,7 @@ import numpy as np
 from ..core.atomic import atomic_file, write_text
 from ..core.contrasts import ContrastSet
 from ..core.errors import InputError
-from ..models.slicing import SliceGeometry, SlicingConfig, mask_to_slices, plan_slices, to_slices
+from ..models.slicing import SliceGeometry, SlicingConfig, context_offsets, mask_to_slices, plan_slices, to_slices
 
 CACHE_FORMAT = "mrimputation-slices/1"
 INDEX_NAME = "index.json"
@@ -267,14 +267,17 @@ except ImportError:  # pragma: no cover - torch is a dependency; only the Slicer
 class SliceDataset(_Dataset):
     """The cached slices of `subjects`, in subject then slice order.
 
-    Item i is (image (C, S, S) float32, mask (S, S) uint8).
+    Item i is (image (C, S, S) float32, mask (S, S) uint8); with `context` k > 0 (a 2.5-D network) the
+    image is (C·(1 + 2k), S, S): the slice, then its neighbours in the subject's cached slices at
+    `slicing.context_offsets(k)`, zeros beyond its first or last (as `slicing.with_context` at inference).
 
     Files are memory-mapped on first access in each process (DataLoader workers each open their
     own). With `augment_flip`, an item is mirrored left-right with probability one half, drawn
     from torch's global generator (reproducible under `torch.manual_seed` and seeded workers).
     """
 
-    def __init__(self, cache: str | os.PathLike, subjects: Sequence[str], augment_flip: bool = False) -> None:
+    def __init__(self, cache: str | os.PathLike, subjects: Sequence[str], augment_flip: bool = False,
+                 context: int = 0) -> None:
         self.cache = Path(cache)
         index = read_cache_index(self.cache)
         self.contrasts = ContrastSet.from_dict(index["contrasts"])
@@ -284,6 +287,7 @@ class SliceDataset(_Dataset):
             raise InputError("the slice dataset needs at least one subject.")
         self.entries = [_subject_entry(index, self.cache, s) for s in self.subjects]
         self.augment_flip = bool(augment_flip)
+        self.context = int(context)
         # Per subject, which channels it has (caches made before incomplete subjects: every one).
         self.present = [tuple(c in e.get("present", self.contrasts.names) for c in self.contrasts.names)
                         for e in self.entries]
@@ -326,6 +330,10 @@ class SliceDataset(_Dataset):
         k, position = self._position(int(index))
         images, masks = self._open()[k]
         image = torch.from_numpy(np.array(images[position], dtype=np.float32))
+        if self.context:
+            neighbours = [images[position + d] if 0 <= position + d < len(images) else np.zeros(images.shape[1:])
+                          for d in context_offsets(self.context)]
+            image = torch.cat([image, torch.from_numpy(np.concatenate(neighbours).astype(np.float32))])
         mask = torch.from_numpy(np.array(masks[position], dtype=np.uint8))
         if self.augment_flip and bool(torch.rand(()) < 0.5):
             image, mask = image.flip(-1), mask.flip(-1)

@@ -34,6 +34,7 @@ from .config import TrainConfig
 from .curriculum import Curriculum
 from .distributed import DistributedContext, ranks_agree
 from .run_folder import RunFolder
+from .warm_start import warm_start
 
 
 @dataclass
@@ -183,8 +184,8 @@ class Trainer:
 
     # -- progress lines -------------------------------------------------------------------------------
     def _headline(self, losses: dict, spec: str) -> list[str]:
-        """The family's headline losses, e.g. ["G 0.123", "D 0.456"]."""
-        return [f"{label} {losses.get(key, float('nan')):{spec}}" for key, label in self.training_step.headline]
+        """The family's headline losses that this run has, e.g. ["G 0.123", "D 0.456"]."""
+        return [f"{label} {losses[key]:{spec}}" for key, label in self.training_step.headline if key in losses]
 
     def _epoch_line(self, record: dict, epochs: int) -> str:
         parts = [f"epoch {record['epoch']}/{epochs}", *self._headline(record, ".4f"),
@@ -320,6 +321,11 @@ class Trainer:
         steps_this_call, stopped_early, training_seconds = 0, False, 0.0
         if self.state.global_step == 0:  # a resumed run has what begin_run sets in its checkpoint
             self.training_step.begin_run(self.dataset, self.contrasts)
+            if cfg.init_from:
+                line = warm_start(self.networks.built, cfg.init_from, self.model_config, self.contrasts,
+                                  self.family.inference_network)
+                if self.context.is_main:
+                    self.progress.log(line)
         start = time.monotonic()
         try:
             while self.state.epoch < cfg.epochs:

@@ -42,17 +42,22 @@ def implicit_conditioning(output: Tensor, real: Tensor, available: Tensor) -> Te
 
 
 def zero_missing(real: Tensor, available: Tensor) -> Tensor:
-    """The generator's input: missing channels set to zero, available ones kept."""
-    return torch.where(_availability(available, real), real, torch.zeros((), dtype=real.dtype, device=real.device))
+    """The generator's input: missing channels set to zero, available ones kept. With 2.5-D context
+    (`real` holds groups of N channels: the slice, then its neighbours) every group is masked alike."""
+    mask = _availability(available, real)
+    if real.shape[1] != mask.shape[1]:
+        mask = mask.repeat(1, real.shape[1] // mask.shape[1], 1, 1)
+    return torch.where(mask, real, torch.zeros((), dtype=real.dtype, device=real.device))
 
 
 def generator_input(real: Tensor, available: Tensor, config: ModelConfig) -> Tensor:
     """Zero the missing contrasts; append the availability mask as channels when the config asks for it.
 
-    `available` is (B, N) here (one row per slice)."""
+    `available` is (B, N) here (one row per slice). `real` is (B, N, h, w), or (B, N·(1 + 2k), h, w)
+    with the slice's k neighbours on each side after it (`context_slices`)."""
     x = zero_missing(real, available)
     if config.generator.extra_input_channels:
-        mask = available[:, :, None, None].to(real.dtype).expand_as(real)
+        mask = available[:, :, None, None].to(real.dtype).expand_as(real[:, : available.shape[1]])
         x = torch.cat([x, mask[:, : config.generator.extra_input_channels]], dim=1)
     return x
 

@@ -90,7 +90,7 @@ def _is_power_of_two(value: int) -> bool:
 
 # Caps far above every preset (mmgan-faithful: widths to 512, depth 8, 256 px, 54 M generator parameters),
 # checked before anything is allocated: a bundle's configuration is data from disk.
-LIMITS = {"depth": (2, 12), "base_width": (1, 4096), "max_width": (1, 4096), "extra_input_channels": (0, 64),
+LIMITS = {"depth": (2, 12), "base_width": (1, 4096), "max_width": (1, 4096), "extra_input_channels": (0, 64), "context_slices": (0, 8),
           "voxel_path_width": (0, 4096), "dropout_blocks": (0, 11), "dropout_down_blocks": (0, 12),
           "contrasts": (2, 16), "image_size": (4, 2048), "discriminator width": (1, 4096)}
 MAX_DISCRIMINATOR_BLOCKS = 8
@@ -121,7 +121,11 @@ class GeneratorConfig:
     dropout_down_blocks: int = 5  # the deepest N down-blocks (authors: down4..down8)
     norm: Norm = Norm.INSTANCE
     output_activation: OutputActivation = OutputActivation.RELU
-    extra_input_channels: int = 0  # e.g. an availability mask or 2.5-D neighbouring slices
+    extra_input_channels: int = 0  # e.g. an availability mask (appended after the contrasts)
+    # 2.5-D (this project's): the k axial slices on each side of the one synthesized, every contrast of
+    # them with the missing ones zeroed, as extra input channels after the slice's own (zeros beyond the
+    # slices fed to the network). 0: MM-GAN's single slice.
+    context_slices: int = 0
     # Head.MMGAN: the authors' head (nearest x2, 4x4 conv), which builds every output pixel from
     # half-resolution features. Head.FULL_RESOLUTION (this project's): the upsampled decoder output is
     # concatenated with the generator's own input and refined by two 3x3 convs, so detail that the
@@ -150,7 +154,7 @@ class GeneratorConfig:
 
     def validate(self) -> None:
         for name in ("depth", "base_width", "max_width", "dropout_blocks", "dropout_down_blocks",
-                     "extra_input_channels", "voxel_path_width"):
+                     "extra_input_channels", "voxel_path_width", "context_slices"):
             _whole(f"generator {name}", getattr(self, name), name)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
             raise InputError(f"generator dropout {self.dropout!r}: must be a number in [0, 1).")
@@ -245,7 +249,11 @@ class ModelConfig:
 
     @property
     def input_channels(self) -> int:
-        return self.contrasts + self.generator.extra_input_channels
+        return self.contrasts * (1 + 2 * self.generator.context_slices) + self.generator.extra_input_channels
+
+    @property
+    def context_slices(self) -> int:
+        return self.generator.context_slices
 
     def validate(self) -> None:
         if not isinstance(self.name, str):

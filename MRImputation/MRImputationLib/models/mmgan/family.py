@@ -48,7 +48,7 @@ class MMGANFamily(PresetFamily):
         x = execution.layout(generator_input(real, available, config))
         with execution.autocast():
             fake = network(x)
-        return implicit_conditioning(fake.float(), real, available)
+        return implicit_conditioning(fake.float(), real[:, : config.contrasts], available)
 
     def training_step(self, config: ModelConfig, settings, networks, execution):
         from .training_step import MMGANTrainingStep

@@ -3,11 +3,11 @@
 One step on a batch whose scenario the trainer drew: zero the missing inputs; the generator's
 output has its available channels replaced by the real ones (implicit conditioning); G minimises
 lambda_adversarial·MSE(D(ŷ, c), 1) + lambda_l1·L1 over the missing channels (0.1 and 0.9 in
-MM-GAN); D minimises 0.5·[MSE(D(x, c), 1) + MSE(D(ŷ, c), t)], with c the discriminator's condition
+MM-GAN; `pixel_loss` "mse" puts the squared error in L1's place, the error PSNR scores); D minimises 0.5·[MSE(D(x, c), 1) + MSE(D(ŷ, c), t)], with c the discriminator's condition
 and t the fake target (`FakeTarget`: 1 on real-copied channels and 0 on synthesized ones, or all
-zeros). For a subject that lacks some contrasts (`present`), L1 and both MSEs cover the contrasts it
+zeros). With lambda_adversarial 0 the step is plain regression: D is neither asked nor trained. For a subject that lacks some contrasts (`present`), L1 and both MSEs cover the contrasts it
 has, and the absent channel is zeros in the fake pair as it is in the real one. Both networks have an Adam optimizer ("g" and "d"), whose states the trainer keeps in
-checkpoints as opt_g and opt_d.
+checkpoints as opt_g and opt_d (no "d" in plain regression).
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ from .config import FakeTarget, ModelConfig
 from .paths import start_from_linear_regression
 
 
-def l1_on_missing(fake: torch.Tensor, real: torch.Tensor, available: torch.Tensor,
-                  present: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean absolute error over the missing channels the subject has (mean over them; 0 when none)."""
+def pixel_loss_on_missing(fake: torch.Tensor, real: torch.Tensor, available: torch.Tensor,
+                          present: torch.Tensor | None = None, kind: str = "l1") -> torch.Tensor:
+    """Mean absolute ("l1") or squared ("mse") error over the missing channels the subject has (mean over
+    them; 0 when none)."""
     missing = 1 - available
     if present is not None:
         missing = missing * present
-    per_channel = (fake - real).abs().mean(dim=(2, 3)) * missing
+    error = (fake - real).abs() if kind == "l1" else (fake - real) ** 2
+    per_channel = error.mean(dim=(2, 3)) * missing
     return per_channel.sum() / missing.sum().clamp(min=1)
 
 
@@ -73,8 +75,9 @@ class MMGANTrainingStep:
         self.generator, self.discriminator = networks.built["generator"], networks.built["discriminator"]
         self.g, self.d = networks.trained["generator"], networks.trained["discriminator"]
         betas = tuple(settings.betas)
-        self.optimizers = {"g": torch.optim.Adam(self.generator.parameters(), lr=settings.lr, betas=betas),
-                           "d": torch.optim.Adam(self.discriminator.parameters(), lr=settings.lr, betas=betas)}
+        self.optimizers = {"g": torch.optim.Adam(self.generator.parameters(), lr=settings.lr, betas=betas)}
+        if settings.lambda_adversarial > 0:  # plain regression trains no discriminator
+            self.optimizers["d"] = torch.optim.Adam(self.discriminator.parameters(), lr=settings.lr, betas=betas)
 
     def begin_run(self, dataset, contrasts) -> None:
         """The linear path, when the generator has one, starts as the linear baseline of `dataset`."""
@@ -90,15 +93,24 @@ class MMGANTrainingStep:
     def __call__(self, real: torch.Tensor, available: torch.Tensor, present: torch.Tensor | None = None
                  ) -> dict[str, float]:
         config, settings = self.config, self.settings
-        opt_g, opt_d = self.optimizers["g"], self.optimizers["d"]
+        opt_g, opt_d = self.optimizers["g"], self.optimizers.get("d")
+        slices, real = real, real[:, : config.contrasts]  # with 2.5-D context, the neighbours follow the slice
         condition = discriminator_condition(config, real, available)
 
         with self.execution.autocast():
-            fake = self.g(generator_input(real, available, config))
+            fake = self.g(generator_input(slices, available, config))
         fake = fake.float()
         fake_ic = implicit_conditioning(fake, real, available)
         if present is not None:  # a contrast the subject lacks is zeros in the real pair: the fake's too, unjudged
             fake_ic = fake_ic * present[:, :, None, None]
+
+        pixel = pixel_loss_on_missing(fake, real, available, present, settings.pixel_loss)
+        if settings.lambda_adversarial == 0:  # plain regression: no adversary to ask or train
+            loss_g = settings.lambda_l1 * pixel
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            return {"loss_g": loss_g.item(), "loss_l1": pixel.item()}
 
         # Generator: D's weights are used but not trained here (plain module: no DDP reduction).
         for p in self.discriminator.parameters():
@@ -106,8 +118,7 @@ class MMGANTrainingStep:
         with self.execution.autocast():
             pred_fake = self.discriminator(fake_ic, condition).float()
         adversarial = masked_mse(pred_fake, torch.ones_like(pred_fake), present)
-        l1 = l1_on_missing(fake, real, available, present)
-        loss_g = settings.lambda_adversarial * adversarial + settings.lambda_l1 * l1
+        loss_g = settings.lambda_adversarial * adversarial + settings.lambda_l1 * pixel
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -123,4 +134,4 @@ class MMGANTrainingStep:
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
-        return {"loss_g": loss_g.item(), "loss_adv": adversarial.item(), "loss_l1": l1.item(), "loss_d": loss_d.item()}
+        return {"loss_g": loss_g.item(), "loss_adv": adversarial.item(), "loss_l1": pixel.item(), "loss_d": loss_d.item()}
