@@ -72,3 +72,22 @@ def test_a_2_5d_run_started_from_a_single_slice_run_begins_as_exactly_that_model
                         RunFolder(source).slicing(), InferenceOptions())
     np.testing.assert_allclose(_imputer(tuned).predict_slices(slices, Scenario("011")),
                                flat.predict_slices(slices, Scenario("011")), atol=1e-4)
+
+
+def test_at_the_brains_last_slices_a_2_5d_model_is_given_the_volumes_real_neighbours(phantom_preprocessed, tmp_path):
+    """Imputation feeds only slices with brain; the slices just beyond them still serve as context."""
+    from MRImputationLib.core.volume import Volume
+
+    _train(phantom_preprocessed, tmp_path / "context", {**SETTINGS, "model_overrides": CONTEXT}, tmp_path)
+    imputer = _imputer(tmp_path / "context")
+    rng = np.random.default_rng(5)
+    stack = rng.uniform(0, 1, (3, 10, 24, 24)).astype(np.float32)
+    mask = np.zeros((10, 24, 24), bool)
+    mask[3:7, 4:20, 4:20] = True  # brain in slices 3..6 only
+    changed = stack.copy()
+    changed[:, 2] = rng.uniform(0, 1, (3, 24, 24))  # a slice without brain, next to the first with it
+    frame, scenario = Volume(np.zeros((10, 24, 24), np.float32)), Scenario("101")
+    before = imputer.predict(stack, scenario, frame=frame, mask=mask)
+    after = imputer.predict(changed, scenario, frame=frame, mask=mask)
+    assert not np.allclose(before[1, 3], after[1, 3])  # slice 3 saw slice 2
+    assert np.array_equal(before[1, 6], after[1, 6])  # slice 6 did not

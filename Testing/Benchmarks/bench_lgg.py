@@ -8,7 +8,7 @@ With --train, each configuration of Testing/Benchmarks/configs/lgg-*.json is tra
 command line (`mrimpute train WORK/preprocessed --out WORK/runs/<config> --split splits/lgg.json
 --threads 1`, from WORK, resumed where a run exists; a configuration's `init_from` names a run folder relative to
 WORK, e.g. "runs/lgg-faithful-narrow", trained before it in name order); without it, the runs already in
-WORK/runs are scored. The runs of FLIPPED are scored a second time with test-time flips ("+ flips":
+WORK/runs are scored. The runs named in FLIPPED are scored a second time with test-time flips ("+ flips":
 each slice's output averaged with its left-right mirror's, InferenceOptions.flip_average).
 Scoring: linear regression fitted on the 48 training patients, and every run's best checkpoint
 (highest validation PSNR), all on the 8 test patients of Testing/Benchmarks/splits/lgg.json (--part val:
@@ -40,7 +40,7 @@ from MRImputationLib.training.run_folder import RunFolder  # noqa: E402
 
 SPLIT = HERE / "splits" / "lgg.json"
 CONFIGS = sorted((HERE / "configs").glob("lgg-*.json"))
-FLIPPED = ("lgg-faithful-narrow", "lgg-tuned-l1", "lgg-tuned-mse")
+FLIPPED = ("lgg-faithful-narrow", "lgg-tuned-")  # runs whose names start so are scored with flips too
 FLIPS = " + flips"
 
 
@@ -77,7 +77,7 @@ def score(work: Path, runs: list[Path], part: str = "test") -> tuple:
         raise SystemExit("the runs do not share one contrast set")
     imputers = [fit_baseline(pre, split["train"], contrasts)]
     for run, model in zip(runs, models):
-        for flip in (False, True) if run.name in FLIPPED else (False,):
+        for flip in (False, True) if run.name.startswith(FLIPPED) else (False,):
             imputers.append(SliceImputer(model.generator, model.model_config, model.slicing,
                                          InferenceOptions(batch_size=8, flip_average=flip),
                                          name=run.name + (FLIPS if flip else "")))
@@ -100,7 +100,9 @@ def table(report: dict, facts: dict) -> str:
              for c in report["comparisons"] if c["metric"] == "psnr"}
     lines = ["| method | epochs (best) | val PSNR | slices/s |", "|---|---|---|---|"]
     for method in report["methods"]:
-        fact = facts.get(method.removesuffix(FLIPS), {})
+        fact = facts.get(method, {})
+        if method.endswith(FLIPS):  # the same run as the row above it
+            continue
         if method == linear:
             lines.append(f"| {method} | fitted on the 48 training patients | – | – |")
             continue

@@ -8,7 +8,7 @@ conditioning), and the slices are put back on the reference grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -120,7 +120,21 @@ class SliceImputer:
                                skip_empty=self.slicing.skip_empty, margin_mm=self.slicing.margin_mm)
         available = np.asarray(scenario.mask)
         stack = np.where(available[:, None, None, None], stack, 0).astype(np.float32)
-        synthesized = from_slices(self.predict_slices(to_slices(stack, geometry), scenario), geometry)
+        synthesized = from_slices(self._network_slices(stack, geometry, scenario), geometry)
         # Outside the network's slices and box nothing was synthesized: keep the given channels exact.
         synthesized[available] = stack[available]
         return synthesized
+
+    def _network_slices(self, stack: np.ndarray, geometry, scenario: Scenario) -> np.ndarray:
+        """The synthesized network slices of `geometry`'s range. A 2.5-D network is also given the k slices
+        beyond each end of the range where the volume has them (as in training on whole volumes); their
+        own outputs are dropped."""
+        from ..models.family import context_slices
+
+        k = context_slices(self.model_config)
+        if not k:
+            return self.predict_slices(to_slices(stack, geometry), scenario)
+        start, stop = geometry.slice_range
+        wider = replace(geometry, slice_range=(max(0, start - k), min(geometry.oriented_shape[0], stop + k)))
+        inner = start - wider.slice_range[0]
+        return self.predict_slices(to_slices(stack, wider), scenario)[inner:inner + stop - start]
