@@ -74,6 +74,7 @@ def test_a_source_with_another_network_is_refused_with_its_name(phantom_preproce
     assert _train(phantom_preprocessed, tmp_path / "tuned", other, tmp_path) == 2
     err = capsys.readouterr().err
     assert "init_from" in err and str(source) in err and "same" in err
+    assert not (tmp_path / "tuned" / "cache").exists()  # refused before a slice was cached
     not_a_run = {**SETTINGS, "init_from": str(tmp_path / "nowhere")}
     assert _train(phantom_preprocessed, tmp_path / "tuned2", not_a_run, tmp_path) == 2
     assert "not a training run folder" in capsys.readouterr().err

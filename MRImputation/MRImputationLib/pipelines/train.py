@@ -128,6 +128,7 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
     from ..models.family import family_of
     from ..preprocessing.preprocessed import contrasts_of, usable_subjects
     from ..training.distributed import init_distributed, shutdown_distributed
+    from ..training.warm_start import source_run
 
     progress = progress or Progress("none")
     folder = RunFolder(check_output_folder(run, "--out"))
@@ -144,6 +145,8 @@ def train_run(data: Path, run: Path, config: str | TrainConfig = "mmgan-faithful
         manifest = read_manifest(preprocessed)
         contrasts = folder.read_contrasts() if resume else contrasts_of(manifest, contrast_names or config.contrasts)
         model_config = model_config_for(config, contrasts)
+        if config.init_from and not resume:  # before any slice is cached
+            source_run(config.init_from, model_config, contrasts)
         # Every subject with at least two of the contrasts teaches a paired model; one suffices unpaired.
         have = usable_subjects(manifest, contrasts, 1 if family_of(model_config).pairing == "unpaired" else 2)
         subjects = list(have)

@@ -23,9 +23,10 @@ from .checkpoint import load_checkpoint
 from .run_folder import RunFolder
 
 
-def warm_start(networks: dict[str, nn.Module], source: str | Path, model_config, contrasts: ContrastSet,
-               inference_network: str) -> str:
-    """Load `source`'s networks into `networks` (by name); a line saying what was loaded from where."""
+def source_run(source: str | Path, model_config, contrasts: ContrastSet) -> RunFolder:
+    """The run `init_from` names, checked (InputError naming it and what is wrong): a run folder with a
+    checkpoint, the same network configuration (but for more neighbouring slices) and the same contrasts.
+    Cheap: `mrimpute train` calls it before any slice is cached."""
     run = RunFolder(source)
     if not run.holds_run():
         raise InputError(f"init_from {source}: not a training run folder (no config.json); give the folder "
@@ -39,6 +40,15 @@ def warm_start(networks: dict[str, nn.Module], source: str | Path, model_config,
     if list(their_contrasts.names) != list(contrasts.names):
         raise InputError(f"init_from {source}: it was trained on {', '.join(their_contrasts.names)}, this run has "
                          f"{', '.join(contrasts.names)}; a warm start needs the same contrasts in the same order.")
+    if not (run.last_checkpoint.exists() or run.best_checkpoint.exists()):
+        raise InputError(f"init_from {source}: the run has no checkpoint yet; train it first.")
+    return run
+
+
+def warm_start(networks: dict[str, nn.Module], source: str | Path, model_config, contrasts: ContrastSet,
+               inference_network: str) -> str:
+    """Load `source`'s networks into `networks` (by name); a line saying what was loaded from where."""
+    run = source_run(source, model_config, contrasts)
     generator = getattr(model_config, "generator", None)
     extra = int(getattr(generator, "extra_input_channels", 0))
     loaded = []
@@ -52,8 +62,6 @@ def warm_start(networks: dict[str, nn.Module], source: str | Path, model_config,
         _load_widened(networks[inference_network], load_checkpoint(run.best_checkpoint)[inference_network], extra)
         loaded = [entry for entry in loaded if not entry.startswith(f"{inference_network} ")]
         loaded.append(f"{inference_network} ({run.best_checkpoint.name})")
-    if not loaded:
-        raise InputError(f"init_from {source}: the run has no checkpoint yet; train it first.")
     return f"warm start from {Path(source)}: " + ", ".join(loaded)
 
 
