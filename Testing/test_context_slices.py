@@ -56,6 +56,11 @@ def test_a_2_5d_model_imputes_a_slice_from_its_neighbours_too(phantom_preprocess
         before, after = imputer.predict_slices(slices, scenario)[2], imputer.predict_slices(changed, scenario)[2]
         assert np.array_equal(before[:2], slices[2, :2])  # the given contrasts stay the given ones
         assert (not np.allclose(before, after)) is depends, name
+    # Neighbours are taken across batch boundaries: batches of two give what one batch gives.
+    model = RunFolder(tmp_path / "context").load_model(which="last")
+    small = SliceImputer(model.generator, model.model_config, model.slicing, InferenceOptions(batch_size=2))
+    np.testing.assert_allclose(small.predict_slices(slices, scenario), _imputer(tmp_path / "context").predict_slices(
+        slices, scenario), atol=1e-5)
 
 
 def test_a_2_5d_run_started_from_a_single_slice_run_begins_as_exactly_that_model(phantom_preprocessed, tmp_path):
@@ -91,3 +96,19 @@ def test_at_the_brains_last_slices_a_2_5d_model_is_given_the_volumes_real_neighb
     after = imputer.predict(changed, scenario, frame=frame, mask=mask)
     assert not np.allclose(before[1, 3], after[1, 3])  # slice 3 saw slice 2
     assert np.array_equal(before[1, 6], after[1, 6])  # slice 6 did not
+
+
+def test_a_head_that_reads_the_input_cannot_grow_neighbours_from_a_warm_start(phantom_preprocessed, tmp_path, capsys):
+    from MRImputationLib.cli import main
+
+    head = {"generator": {"head": "full-resolution"}}
+    source = tmp_path / "flat"
+    _train(phantom_preprocessed, source, {**SETTINGS, "model_overrides": head}, tmp_path)
+    grown = {**SETTINGS, "model_overrides": {"generator": {"head": "full-resolution", "context_slices": 1}},
+             "init_from": str(source)}
+    config = tmp_path / "grown.json"
+    config.write_text(json.dumps(grown))
+    assert main(["train", str(phantom_preprocessed), "--out", str(tmp_path / "grown"), "--config", str(config),
+                 "--progress", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "init_from" in err and "full-resolution" in err

@@ -99,10 +99,13 @@ class SliceImputer:
         family = family_of(self.model_config)
         execution = Execution(self.device.type, self._dtype(), self.channels_last)
         out = np.empty_like(slices, dtype=np.float32)
-        slices = with_context(slices, context_slices(self.model_config))  # a 2.5-D network's neighbours
+        k = context_slices(self.model_config)
         with torch.inference_mode():
             for start in range(0, slices.shape[0], self.options.batch_size):
-                batch = np.ascontiguousarray(slices[start:start + self.options.batch_size])
+                stop = min(start + self.options.batch_size, slices.shape[0])
+                # A 2.5-D network's neighbours, built per batch (the whole volume's would be 1 + 2k times its size).
+                low = max(0, start - k)
+                batch = np.ascontiguousarray(with_context(slices[low:stop + k], k)[start - low:stop - low])
                 real = torch.from_numpy(batch).to(self.device)
                 available = availability(scenario, real.shape[0], self.device)
                 imputed = family.impute_batch(self.model_config, self.generator, real, available, execution)

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..core.contrasts import ContrastSet
 from ..core.errors import InputError
+from ..models.family import context_slices
 from .checkpoint import load_checkpoint
 from .run_folder import RunFolder
 
@@ -51,22 +52,16 @@ def warm_start(networks: dict[str, nn.Module], source: str | Path, model_config,
     run = source_run(source, model_config, contrasts)
     generator = getattr(model_config, "generator", None)
     extra = int(getattr(generator, "extra_input_channels", 0))
+    checkpoints = {path: load_checkpoint(path) for path in (run.best_checkpoint, run.last_checkpoint) if path.exists()}
     loaded = []
-    if run.last_checkpoint.exists():
-        last = load_checkpoint(run.last_checkpoint)
-        for name, network in networks.items():
-            if name in last:
-                _load_widened(network, last[name], extra if name == inference_network else 0)
-                loaded.append(f"{name} ({run.last_checkpoint.name})")
-    if run.best_checkpoint.exists():
-        _load_widened(networks[inference_network], load_checkpoint(run.best_checkpoint)[inference_network], extra)
-        loaded = [entry for entry in loaded if not entry.startswith(f"{inference_network} ")]
-        loaded.append(f"{inference_network} ({run.best_checkpoint.name})")
+    for name, network in networks.items():
+        # The network that imputes from best.pt when there is one; every other from last.pt.
+        order = (run.best_checkpoint, run.last_checkpoint) if name == inference_network else (run.last_checkpoint,)
+        path = next((p for p in order if name in checkpoints.get(p, {})), None)
+        if path is not None:
+            _load_widened(network, checkpoints[path][name], extra if name == inference_network else 0, source)
+            loaded.append(f"{name} ({path.name})")
     return f"warm start from {Path(source)}: " + ", ".join(loaded)
-
-
-def _context(config) -> int:
-    return int(getattr(config, "context_slices", 0))
 
 
 def _same_but_context(theirs, ours) -> bool:
@@ -77,20 +72,24 @@ def _same_but_context(theirs, ours) -> bool:
             data["generator"] = {k: v for k, v in data["generator"].items() if k != "context_slices"}
         return data
 
-    return without_context(theirs) == without_context(ours) and _context(theirs) <= _context(ours)
+    return without_context(theirs) == without_context(ours) and context_slices(theirs) <= context_slices(ours)
 
 
 FIRST_CONV = "down.0.0.weight"  # the generator's first convolution: (out, input channels, 4, 4)
 
 
-def _load_widened(network: nn.Module, state: dict, extra: int = 0) -> None:
+def _load_widened(network: nn.Module, state: dict, extra: int, source) -> None:
     """`state` into `network`; where only the first convolution's input channels grew (more neighbouring
     slices), the source's channels keep their weights (its `extra` channels, e.g. an availability mask, last
-    in both) and the new ones start at zero."""
+    in both) and the new ones start at zero. Any other difference is an InputError naming the weights."""
     own = network.state_dict()
     widened = {}
     for key, value in state.items():
         target = own.get(key)
+        if target is not None and value.shape != target.shape and key != FIRST_CONV:
+            raise InputError(f"init_from {source}: its weights {key} {tuple(value.shape)} do not fit this run's "
+                             f"{tuple(target.shape)}; only MM-GAN's own head can grow its neighbouring slices from a "
+                             "warm start (the full-resolution head also reads the input).")
         if target is not None and key == FIRST_CONV and value.shape != target.shape:
             grown = torch.zeros_like(target)
             contrast_channels = value.shape[1] - extra

@@ -95,22 +95,22 @@ class MMGANTrainingStep:
         config, settings = self.config, self.settings
         opt_g, opt_d = self.optimizers["g"], self.optimizers.get("d")
         slices, real = real, real[:, : config.contrasts]  # with 2.5-D context, the neighbours follow the slice
-        condition = discriminator_condition(config, real, available)
 
         with self.execution.autocast():
             fake = self.g(generator_input(slices, available, config))
         fake = fake.float()
-        fake_ic = implicit_conditioning(fake, real, available)
-        if present is not None:  # a contrast the subject lacks is zeros in the real pair: the fake's too, unjudged
-            fake_ic = fake_ic * present[:, :, None, None]
-
         pixel = pixel_loss_on_missing(fake, real, available, present, settings.pixel_loss)
-        if settings.lambda_adversarial == 0:  # plain regression: no adversary to ask or train
+        if opt_d is None:  # plain regression (lambda_adversarial 0): no adversary to ask or train
             loss_g = settings.lambda_l1 * pixel
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
             return {"loss_g": loss_g.item(), "loss_l1": pixel.item()}
+
+        condition = discriminator_condition(config, real, available)
+        fake_ic = implicit_conditioning(fake, real, available)
+        if present is not None:  # a contrast the subject lacks is zeros in the real pair: the fake's too, unjudged
+            fake_ic = fake_ic * present[:, :, None, None]
 
         # Generator: D's weights are used but not trained here (plain module: no DDP reduction).
         for p in self.discriminator.parameters():
